@@ -1,0 +1,3 @@
+from anyrestore.cli.main import main
+
+raise SystemExit(main())
