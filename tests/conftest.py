@@ -1,0 +1,39 @@
+"""Shared fixtures: real photographs from scikit-image (shipped in its wheel, no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+def _photo(name: str, size: int) -> np.ndarray:
+    from PIL import Image
+    from skimage import data
+
+    array = getattr(data, name)()
+    im = Image.fromarray(array)
+    scale = size / min(im.size)
+    im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+    return np.asarray(im)
+
+
+@pytest.fixture(scope="session")
+def photo_uint8() -> np.ndarray:
+    """astronaut, 96x96 RGB uint8 (H, W, 3)."""
+    return _photo("astronaut", 96)
+
+
+@pytest.fixture(scope="session")
+def photo(photo_uint8: np.ndarray) -> torch.Tensor:
+    """astronaut as a (1, 3, 96, 96) float tensor in [0, 1], exactly uint8-valued."""
+    return torch.from_numpy(photo_uint8).permute(2, 0, 1)[None].float() / 255.0
+
+
+@pytest.fixture(scope="session")
+def photos() -> torch.Tensor:
+    """Two different real photos (astronaut, chelsea) as a (2, 3, 64, 64) batch."""
+    arrays = [_photo(n, 64)[:64, :64] for n in ("astronaut", "chelsea")]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
