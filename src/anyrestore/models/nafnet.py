@@ -1,0 +1,226 @@
+"""NAFNet (Chen et al., ECCV 2022): a nonlinear-activation-free U-Net for image restoration.
+
+Module names and parameter shapes follow the official release (``megvii-research/NAFNet``), so its
+checkpoints load unchanged. As in the release, the network zero-pads H and W on the bottom/right to
+a multiple of ``2 ** len(enc_blk_nums)`` and crops the output back, so any input size works.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from anyrestore.models.registry import Architecture, StateDict, register_architecture
+
+
+class LayerNorm2d(nn.Module):
+    """Layer normalisation over the channels of an (N, C, H, W) map, statistics in float32."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        mu = x32.mean(1, keepdim=True)
+        centred = x32 - mu
+        y = centred * torch.rsqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
+        y = y * self.weight.float()[:, None, None] + self.bias.float()[:, None, None]
+        return y.to(x.dtype)
+
+
+class SimpleGate(nn.Module):
+    """Split the channels in two halves and multiply them: NAFNet's replacement for an activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.chunk(2, dim=1)
+        return x1 * x2
+
+
+class NAFBlock(nn.Module):
+    """Two residual branches, each scaled by a zero-initialised per-channel factor (beta, gamma).
+
+    The first mixes space (1x1 conv, 3x3 depthwise conv, SimpleGate, simplified channel attention,
+    1x1 conv), the second channels (1x1 conv, SimpleGate, 1x1 conv).
+    """
+
+    def __init__(self, c: int, dw_expand: int = 2, ffn_expand: int = 2, drop_out_rate: float = 0.0) -> None:
+        super().__init__()
+        dw_channel = c * dw_expand
+        self.conv1 = nn.Conv2d(c, dw_channel, kernel_size=1)
+        self.conv2 = nn.Conv2d(dw_channel, dw_channel, kernel_size=3, padding=1, groups=dw_channel)
+        self.conv3 = nn.Conv2d(dw_channel // 2, c, kernel_size=1)
+        # Simplified channel attention: global average pool, then a 1x1 conv, no nonlinearity.
+        self.sca = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(dw_channel // 2, dw_channel // 2, kernel_size=1)
+        )
+        self.sg = SimpleGate()
+
+        ffn_channel = c * ffn_expand
+        self.conv4 = nn.Conv2d(c, ffn_channel, kernel_size=1)
+        self.conv5 = nn.Conv2d(ffn_channel // 2, c, kernel_size=1)
+
+        self.norm1 = LayerNorm2d(c)
+        self.norm2 = LayerNorm2d(c)
+        self.dropout1 = nn.Dropout(drop_out_rate) if drop_out_rate > 0 else nn.Identity()
+        self.dropout2 = nn.Dropout(drop_out_rate) if drop_out_rate > 0 else nn.Identity()
+
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        x = self.sg(self.conv2(self.conv1(self.norm1(inp))))
+        x = self.conv3(x * self.sca(x))
+        y = inp + self.dropout1(x) * self.beta
+
+        x = self.conv5(self.sg(self.conv4(self.norm2(y))))
+        return y + self.dropout2(x) * self.gamma
+
+
+class NAFNet(nn.Module):
+    """U-Net of NAFBlocks: each encoder level halves the resolution with a stride-2 2x2 conv and
+    doubles the channels; each decoder level upsamples by a 1x1 conv and pixel-shuffle and adds the
+    encoder skip. The output is a residual added to the input.
+    """
+
+    def __init__(
+        self,
+        img_channel: int = 3,
+        width: int = 32,
+        middle_blk_num: int = 1,
+        enc_blk_nums: Sequence[int] = (1, 1, 1, 28),
+        dec_blk_nums: Sequence[int] = (1, 1, 1, 1),
+        dw_expand: int = 2,
+        ffn_expand: int = 2,
+        drop_out_rate: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if len(enc_blk_nums) != len(dec_blk_nums):
+            raise ValueError("enc_blk_nums and dec_blk_nums need the same number of levels")
+
+        def blocks(chan: int, n: int) -> nn.Sequential:
+            return nn.Sequential(*(NAFBlock(chan, dw_expand, ffn_expand, drop_out_rate) for _ in range(n)))
+
+        self.intro = nn.Conv2d(img_channel, width, kernel_size=3, padding=1)
+        self.ending = nn.Conv2d(width, img_channel, kernel_size=3, padding=1)
+
+        self.encoders = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        self.downs = nn.ModuleList()
+        chan = width
+        for num in enc_blk_nums:
+            self.encoders.append(blocks(chan, num))
+            self.downs.append(nn.Conv2d(chan, 2 * chan, kernel_size=2, stride=2))
+            chan *= 2
+        self.middle_blks = blocks(chan, middle_blk_num)
+        for num in dec_blk_nums:
+            self.ups.append(
+                nn.Sequential(nn.Conv2d(chan, chan * 2, kernel_size=1, bias=False), nn.PixelShuffle(2))
+            )
+            chan //= 2
+            self.decoders.append(blocks(chan, num))
+
+        self.padder_size = 2 ** len(self.encoders)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        h, w = inp.shape[-2:]
+        inp = self.check_image_size(inp)
+
+        x = self.intro(inp)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs, strict=True):
+            x = encoder(x)
+            skips.append(x)
+            x = down(x)
+        x = self.middle_blks(x)
+        for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips), strict=True):
+            x = decoder(up(x) + skip)
+
+        x = self.ending(x) + inp
+        return x[:, :, :h, :w]
+
+    def check_image_size(self, x: torch.Tensor) -> torch.Tensor:
+        """Zero-pad bottom and right to a multiple of ``padder_size``."""
+        h, w = x.shape[-2:]
+        pad_h = -h % self.padder_size
+        pad_w = -w % self.padder_size
+        return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
+
+
+def _num_indexed(state_dict: StateDict, pattern: str) -> list[int]:
+    """Sorted distinct integers captured by ``pattern`` (one group) over the keys."""
+    regex = re.compile(pattern)
+    return sorted({int(m.group(1)) for key in state_dict if (m := regex.match(key))})
+
+
+def _count(indices: list[int]) -> int:
+    return indices[-1] + 1 if indices else 0
+
+
+def _shapes_match(state_dict: StateDict, model_cls: type[nn.Module], cfg: dict[str, Any]) -> bool:
+    # Building on the meta device allocates nothing, so this exact check is cheap even at full size.
+    try:
+        with torch.device("meta"):
+            expected = model_cls(**cfg).state_dict()
+    except (ValueError, RuntimeError):
+        return False
+    if expected.keys() != state_dict.keys():
+        return False
+    return all(tuple(state_dict[k].shape) == tuple(v.shape) for k, v in expected.items())
+
+
+def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
+    """NAFNet constructor kwargs reproducing ``state_dict``, or ``None`` if it is not a NAFNet."""
+    if not {"intro.weight", "ending.weight", "downs.0.weight", "ups.0.0.weight"} <= state_dict.keys():
+        return None
+    levels = _count(_num_indexed(state_dict, r"downs\.(\d+)\.weight$"))
+    if _count(_num_indexed(state_dict, r"ups\.(\d+)\.0\.weight$")) != levels:
+        return None
+    intro = state_dict["intro.weight"]
+    width = int(intro.shape[0])
+
+    dw_expand = ffn_expand = 2
+    block = next((k.removesuffix(".conv1.weight") for k in state_dict if k.endswith(".conv1.weight")), None)
+    if block is not None:
+        try:
+            c = int(state_dict[f"{block}.beta"].shape[1])
+            dw = int(state_dict[f"{block}.conv1.weight"].shape[0])
+            ffn = int(state_dict[f"{block}.conv4.weight"].shape[0])
+        except (KeyError, IndexError):
+            return None
+        if dw % c or ffn % c:
+            return None
+        dw_expand, ffn_expand = dw // c, ffn // c
+
+    cfg: dict[str, Any] = {
+        "img_channel": int(intro.shape[1]),
+        "width": width,
+        "middle_blk_num": _count(_num_indexed(state_dict, r"middle_blks\.(\d+)\.")),
+        "enc_blk_nums": [_count(_num_indexed(state_dict, rf"encoders\.{i}\.(\d+)\.")) for i in range(levels)],
+        "dec_blk_nums": [_count(_num_indexed(state_dict, rf"decoders\.{i}\.(\d+)\.")) for i in range(levels)],
+        "dw_expand": dw_expand,
+        "ffn_expand": ffn_expand,
+    }
+    return cfg if _shapes_match(state_dict, NAFNet, cfg) else None
+
+
+register_architecture(
+    Architecture(
+        name="nafnet",
+        build=NAFNet,
+        infer_config=infer_nafnet_config,
+        scale=lambda cfg: 1,
+        size_multiple=lambda cfg: 2 ** len(cfg.get("enc_blk_nums", (1, 1, 1, 28))),
+        normalization="none",
+        precisions=("fp32", "bf16", "fp16"),
+        description="NAFNet (Chen et al. 2022), official release",
+    )
+)
