@@ -1,0 +1,273 @@
+"""Loading any supported checkpoint, and saving ours.
+
+Foreign checkpoints (``.pth`` / ``.ckpt`` / ``.safetensors``, as their authors released them) are read
+without unpickling arbitrary objects: ``torch.load(weights_only=True)``, with any non-tensor class the
+file mentions (Lightning's hyper-parameter containers, paths, ...) mapped to an inert placeholder. The
+state_dict is unwrapped (``params_ema`` preferred, then ``params``, ``state_dict``, ``model``; Lightning
+``net.``, DDP ``module.`` and ``torch.compile`` ``_orig_mod.`` prefixes), the architecture and its
+hyper-parameters are recognised from keys and shapes, and the weights load strictly.
+
+Our own files are safetensors holding ``params.*`` and optionally ``params_ema.*`` tensors with the
+:class:`ModelDescriptor` as JSON metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from anyrestore.errors import AnyRestoreError
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.registry import ARCHITECTURES, get_architecture
+
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "model_state_dict")
+PREFIXES = ("module.", "net.", "_orig_mod.", "model.")
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".safetensors")
+
+
+class CheckpointError(AnyRestoreError):
+    """A checkpoint cannot be read, recognised or loaded; the message names the file."""
+
+
+@dataclass
+class LoadedModel:
+    """A ready module in eval mode, the descriptor that says how to run it, and where it came from."""
+
+    module: nn.Module
+    descriptor: ModelDescriptor
+    path: Path | None = None
+    source: str = ""  # which entry of the file the weights came from, e.g. "params_ema"
+
+    def __iter__(self):  # allows ``module, descriptor = load_model(path)``
+        return iter((self.module, self.descriptor))
+
+
+# --------------------------------------------------------------------------------------------- reading
+
+
+class _Inert:
+    """Stands in for any class a checkpoint mentions that is not a tensor type: holds, never runs, code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
+        return _Inert(*args, **kwargs)
+
+
+def _torch_load_weights_only(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as first:  # noqa: BLE001 - retried with placeholders below, else reported
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+        if not names:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+        placeholders = [(_Inert, name) for name in names]
+        try:
+            with torch.serialization.safe_globals(placeholders):
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str] | None]:
+    """The raw contents of a checkpoint file (a nested dict of tensors) and its safetensors metadata."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    if path.suffix.lower() == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata()
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
+        except Exception as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        return _nest(tensors), metadata
+    return _torch_load_weights_only(path), None
+
+
+def _nest(tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Flat ``params.x`` / ``params_ema.x`` safetensors keys -> ``{"params": {...}, "params_ema": {...}}``."""
+    for wrapper in ("params_ema", "params"):
+        if any(k.startswith(wrapper + ".") for k in tensors):
+            nested: dict[str, Any] = {}
+            for key, value in tensors.items():
+                head, _, rest = key.partition(".")
+                if head in ("params", "params_ema") and rest:
+                    nested.setdefault(head, {})[rest] = value
+                else:
+                    nested[key] = value
+            return nested
+    return tensors
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def unwrap_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
+    """Find the weights inside a checkpoint's contents; returns (state_dict, where it was found)."""
+    source = ""
+    for _ in range(3):
+        if _is_state_dict(obj):
+            break
+        if not isinstance(obj, Mapping):
+            raise ValueError(f"expected a dict of tensors, found {type(obj).__name__}")
+        for key in WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj, source = obj[key], f"{source}.{key}" if source else key
+                break
+        else:
+            tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+            if not tensors:
+                raise ValueError(f"no tensors found (top-level keys: {', '.join(map(str, list(obj)[:8]))})")
+            obj = tensors
+    if not _is_state_dict(obj):
+        raise ValueError("no state_dict found")
+    return dict(obj), source or "state_dict"
+
+
+def _candidates(state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """The state_dict itself, then with each wrapper prefix stripped (all keys, then keys having it)."""
+    out = [state]
+    current = state
+    changed = True
+    while changed:
+        changed = False
+        for prefix in PREFIXES:
+            if current and all(k.startswith(prefix) for k in current):
+                current = {k[len(prefix) :]: v for k, v in current.items()}
+                out.append(current)
+                changed = True
+    for prefix in PREFIXES:
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub and len(sub) < len(state):
+            out.append(sub)
+    return out
+
+
+def detect_architecture(
+    state: Mapping[str, torch.Tensor],
+) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
+    """Recognise the architecture of a state_dict; returns (name, constructor kwargs, cleaned state_dict)."""
+    for candidate in _candidates(dict(state)):
+        matches = []
+        for name, arch in ARCHITECTURES.items():
+            config = arch.infer_config(candidate)
+            if config is not None:
+                matches.append((name, config))
+        if len(matches) == 1:
+            return matches[0][0], matches[0][1], candidate
+        if len(matches) > 1:
+            names = ", ".join(m[0] for m in matches)
+            raise ValueError(f"keys match several architectures ({names}); pass architecture= to choose")
+    first = ", ".join(list(state)[:4])
+    known = ", ".join(sorted(ARCHITECTURES))
+    raise ValueError(f"unrecognised architecture ({len(state)} tensors, first keys: {first}; known: {known})")
+
+
+def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` whose error lists the missing and unexpected keys on one line."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or shapes:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch: {show(shapes)}")
+        raise CheckpointError(f"{where}: weights do not fit the model; " + "; ".join(parts))
+    module.load_state_dict(state, strict=True)
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    device: str | torch.device = "cpu",
+    architecture: str | None = None,
+    prefer_ema: bool = True,
+) -> LoadedModel:
+    """Load any supported checkpoint into a ready module (eval mode) and its descriptor."""
+    path = Path(path)
+    contents, metadata = read_checkpoint(path)
+    if not prefer_ema and isinstance(contents, Mapping) and "params" in contents and "params_ema" in contents:
+        contents = {"params": contents["params"]}
+    try:
+        state, source = unwrap_state_dict(contents)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    descriptor = ModelDescriptor.from_metadata(metadata)
+    if descriptor is None:
+        try:
+            if architecture is None:
+                name, config, state = detect_architecture(state)
+            else:
+                arch = get_architecture(architecture)
+                for candidate in _candidates(state):
+                    config = arch.infer_config(candidate)
+                    if config is not None:
+                        name, state = architecture, candidate
+                        break
+                else:
+                    raise ValueError(f"keys are not those of a {architecture} model")
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
+        descriptor = ModelDescriptor.for_architecture(name, config)
+    module = descriptor.build()
+    load_strict(module, state, str(path))
+    module.eval().to(device)
+    return LoadedModel(module, descriptor, path, source)
+
+
+# --------------------------------------------------------------------------------------------- writing
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    descriptor: ModelDescriptor,
+    params: Mapping[str, torch.Tensor] | nn.Module,
+    params_ema: Mapping[str, torch.Tensor] | nn.Module | None = None,
+) -> Path:
+    """Write weights as safetensors (``params.*``, ``params_ema.*``) with the descriptor, atomically."""
+    from safetensors.torch import save_file
+
+    from anyrestore.io import atomic_output
+
+    def flat(prefix: str, weights: Mapping[str, torch.Tensor] | nn.Module) -> dict[str, torch.Tensor]:
+        state = weights.state_dict() if isinstance(weights, nn.Module) else weights
+        # clone: tied or shared tensors (params and params_ema of one module) must not share storage
+        return {f"{prefix}.{k}": v.detach().cpu().clone().contiguous() for k, v in state.items()}
+
+    tensors = flat("params", params)
+    if params_ema is not None:
+        tensors.update(flat("params_ema", params_ema))
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=descriptor.to_metadata())
+    return path
