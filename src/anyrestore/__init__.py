@@ -1,3 +1,28 @@
 """anyrestore: blind all-in-one image restoration (RAM, AdaptIR, ABAIR) on shared parts."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from anyrestore.inference import restore
+    from anyrestore.models.checkpoint import load_model
+
+__all__ = ["__version__", "load_model", "restore"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that ``import anyrestore`` (and the CLI's --help) does not import torch and every model.
+    if name == "load_model":
+        import anyrestore.models  # registers the architectures
+        from anyrestore.models.checkpoint import load_model
+
+        return load_model
+    if name == "restore":
+        import anyrestore.models  # noqa: F401
+        from anyrestore.inference import restore
+
+        return restore
+    raise AttributeError(f"module 'anyrestore' has no attribute {name!r}")

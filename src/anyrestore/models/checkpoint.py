@@ -64,6 +64,15 @@ class _Inert:
         return _Inert(*args, **kwargs)
 
 
+def _reason(exc: BaseException) -> str:
+    """One line out of torch.load's multi-paragraph errors: the line naming the refused global, if any."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "GLOBAL" in line:
+            return line
+    return lines[0] if lines else type(exc).__name__
+
+
 def _torch_load_weights_only(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -71,15 +80,15 @@ def _torch_load_weights_only(path: Path) -> Any:
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
         except Exception:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(first)})") from None
         if not names:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first})") from None
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(first)})") from None
         placeholders = [(_Inert, name) for name in names]
         try:
             with torch.serialization.safe_globals(placeholders):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})") from None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str] | None]:

@@ -1,0 +1,92 @@
+"""``anyrestore restore``: restore photos with the embedded default model or any supported checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from anyrestore.errors import AnyRestoreError
+
+HELP = "restore images (files, folders, globs) with the default model or --model FILE|NAME"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    parser.add_argument("-o", "--output", default="restored", metavar="OUTDIR", help="default: ./restored")
+    parser.add_argument(
+        "--model", default=None, help="checkpoint file or embedded model name (default model)"
+    )
+    parser.add_argument(
+        "--tile", type=int, default=None, help="tile size in pixels; 0 = never tile; default: auto"
+    )
+    parser.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles (default 32)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)"
+    )
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels-last memory format (GPU speed)"
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile the model (slow start, fast run)"
+    )
+    parser.add_argument("--format", default="keep", choices=["keep", "png", "jpg", "tif", "webp"])
+    parser.add_argument("--suffix", default="", help="text added to each output name, e.g. _restored")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def output_path(outdir: Path, source: Path, fmt: str, suffix: str) -> Path:
+    ext = source.suffix if fmt == "keep" else f".{fmt}"
+    return outdir / f"{source.stem}{suffix}{ext}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    import anyrestore.models  # noqa: F401  (registers the architectures)
+    from anyrestore.inference import Restorer
+    from anyrestore.io import list_images, read_image, write_image
+    from anyrestore.models.zoo import resolve_model
+
+    paths = list_images(args.inputs)
+    if not paths:
+        raise AnyRestoreError("no images found in the given inputs")
+    restorer = Restorer(
+        resolve_model(args.model),
+        device=args.device,
+        precision=args.precision,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        self_ensemble=args.self_ensemble,
+        channels_last=args.channels_last,
+        compile=args.compile,
+    )
+    outdir = Path(args.output)
+    inputs = {p.resolve() for p in paths}
+    failures = 0
+    for path in tqdm(paths, desc="restore", unit="img", disable=args.quiet):
+        target = output_path(outdir, path, args.format, args.suffix)
+        try:
+            if target.resolve() in inputs:
+                raise AnyRestoreError(f"{target}: refusing to overwrite an input file (use -o or --suffix)")
+            image = read_image(path)
+            restored = image.with_pixels(restorer(image.pixels))
+            bit_depth = restored.bit_depth if target.suffix.lower() in (".png", ".tif", ".tiff") else 8
+            alpha = restored.alpha if target.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
+            write_image(
+                target,
+                restored.pixels,
+                alpha=alpha,
+                bit_depth=bit_depth,
+                grayscale=restored.grayscale,
+                icc_profile=restored.icc_profile,
+            )
+        except AnyRestoreError as exc:
+            failures += 1
+            tqdm.write(f"anyrestore restore: error: {exc}", file=sys.stderr)
+    done = len(paths) - failures
+    if not args.quiet:
+        print(f"restored {done} of {len(paths)} image(s) into {outdir}", file=sys.stderr)
+    return 1 if failures else 0

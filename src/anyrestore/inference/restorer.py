@@ -1,0 +1,231 @@
+"""Run any loaded restorer on images of any size: padding, tiling, precision, self-ensemble.
+
+Callers hand [0, 1] RGB batches to a :class:`Restorer` and get [0, 1] RGB back; the descriptor decides
+input normalisation, size multiple and scale. Large images are tiled with a tile size chosen from a
+memory budget (halved and retried on out-of-memory), so a 12-megapixel photo restores on a laptop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from anyrestore.errors import AnyRestoreError
+from anyrestore.inference.padding import crop_to, pad_to_multiple
+from anyrestore.inference.tiling import tiled_forward
+from anyrestore.models.checkpoint import LoadedModel
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.normalize import as_unit_range
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MIN_TILE = 64
+DEFAULT_OVERLAP = 32
+# Peak memory of a forward pass relative to its widest activation (attention and FFN intermediates).
+PEAK_OVER_WIDEST = 12
+INPUT_CHANNEL_KEYS = ("in_chans", "inp_channels", "img_channel", "in_channels")
+
+
+class InferenceError(AnyRestoreError):
+    """The requested device, precision or tiling cannot run this model."""
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"`` picks CUDA when available; an unavailable device is a clear error."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InferenceError("device 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes one forward pass may use: 60% of free GPU memory, or min(4 GiB, 30% of RAM) on CPU."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(4 << 30, total * 0.3))
+
+
+def widest_activation_bytes_per_pixel(model: nn.Module, device: torch.device, multiple: int) -> float:
+    """Bytes per input pixel of the largest tensor any module outputs, from a small probe forward."""
+    side = max(64, multiple * math.ceil(64 / max(multiple, 1)))
+    widest = 0
+
+    def hook(_module, _inputs, output) -> None:
+        nonlocal widest
+        tensors = output if isinstance(output, tuple | list) else (output,)
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                widest = max(widest, t.numel() * t.element_size())
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, side, side, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    return widest / (side * side)
+
+
+@dataclass
+class InferenceOptions:
+    """How to run a model; every field has a safe default."""
+
+    device: str | torch.device | None = None
+    precision: str = "fp32"
+    tile: int | None = None  # None: chosen from the memory budget; 0: never tile
+    tile_overlap: int = DEFAULT_OVERLAP
+    memory_budget: int | None = None  # bytes; None: default_memory_budget(device)
+    self_ensemble: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+class Restorer:
+    """A model ready to restore (N, 3, H, W) batches in [0, 1] of any size."""
+
+    def __init__(self, model: LoadedModel | nn.Module, descriptor: ModelDescriptor | None = None, **options):
+        if isinstance(model, LoadedModel):
+            model, descriptor = model.module, model.descriptor
+        if descriptor is None:
+            raise ValueError("a bare module needs its ModelDescriptor")
+        self.options = InferenceOptions(**options)
+        self.descriptor = descriptor
+        channels = [descriptor.config[k] for k in INPUT_CHANNEL_KEYS if k in descriptor.config]
+        if any(c != 3 for c in channels):
+            raise InferenceError(
+                f"{descriptor.architecture} with {channels[0]} input channels is not an RGB restorer "
+                "(grayscale and dual-pixel checkpoints are not supported for inference)"
+            )
+        self.device = resolve_device(self.options.device)
+        precision = self.options.precision
+        if precision not in PRECISIONS:
+            raise InferenceError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+        if precision not in descriptor.precisions:
+            supported = ", ".join(descriptor.precisions)
+            raise InferenceError(
+                f"{descriptor.architecture} does not support {precision} (supported: {supported})"
+            )
+        self.dtype = PRECISIONS[precision]
+        self.multiple = max(1, descriptor.size_multiple)
+        self.scale = max(1, descriptor.scale)
+        module = as_unit_range(model, descriptor).eval().to(self.device)
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if self.options.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self._forward_module: nn.Module = torch.compile(module) if self.options.compile else module
+        self._tile = self.options.tile
+        if self._tile is None:
+            self._tile = self.auto_tile()
+
+    # ------------------------------------------------------------------ tile size
+
+    def auto_tile(self) -> int:
+        """Largest square tile (multiple of the size multiple) whose estimated peak fits the budget."""
+        budget = self.options.memory_budget or default_memory_budget(self.device)
+        per_pixel = widest_activation_bytes_per_pixel(self.module, self.device, self.multiple)
+        if self.dtype != torch.float32:
+            per_pixel /= 2
+        side = int(math.sqrt(budget / max(per_pixel * PEAK_OVER_WIDEST, 1.0)))
+        side = max(MIN_TILE, min(side, 4096))
+        return max(self.multiple, side // max(self.multiple, 8) * max(self.multiple, 8))
+
+    @property
+    def tile(self) -> int:
+        return int(self._tile or 0)
+
+    # ------------------------------------------------------------------ forward passes
+
+    def _autocast(self):
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One forward pass on an input whose sides are already multiples of the size multiple."""
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), self._autocast():
+            return self._forward_module(x).float()
+
+    def _restore_once(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad the whole image to the size multiple, run it whole or in tiles, crop back.
+
+        Padding before tiling means a tile at the image border sees the same mirrored pixels as the
+        whole-image pass, so tiling changes nothing but the receptive field cut at interior tile edges.
+        """
+        padded, size = pad_to_multiple(x, self.multiple)
+        while True:
+            tile = self.tile
+            try:
+                if tile and (padded.shape[-2] > tile or padded.shape[-1] > tile):
+                    y = tiled_forward(
+                        self._forward,
+                        padded,
+                        tile=tile,
+                        overlap=self.options.tile_overlap,
+                        scale=self.scale,
+                        multiple=self.multiple,
+                    )
+                else:
+                    y = self._forward(padded)
+                return crop_to(y, size, self.scale)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+                if not _is_oom(exc):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                current = tile or max(padded.shape[-2:])
+                if current // 2 < MIN_TILE:
+                    raise InferenceError(
+                        f"out of memory even with {current}px tiles; try --device cpu or a smaller image"
+                    ) from None
+                self._tile = current // 2
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore a (N, 3, H, W) or (3, H, W) batch in [0, 1]; returns the same layout, scaled."""
+        single = x.dim() == 3
+        if single:
+            x = x[None]
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise InferenceError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
+        x = x.to(self.device, torch.float32)
+        out = self.self_ensemble(x) if self.options.self_ensemble else self._restore_once(x)
+        out = out.clamp(0, 1)
+        return out[0] if single else out
+
+    def self_ensemble(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the outputs for the 8 flips/rotations of the input, each transformed back (x8)."""
+        total = None
+        for k in range(4):
+            for flip in (False, True):
+                t = torch.rot90(x, k, dims=(-2, -1))
+                if flip:
+                    t = t.flip(-1)
+                y = self._restore_once(t)
+                if flip:
+                    y = y.flip(-1)
+                y = torch.rot90(y, -k, dims=(-2, -1))
+                total = y if total is None else total + y
+        assert total is not None
+        return total / 8
