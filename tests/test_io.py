@@ -228,6 +228,9 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         write_image(target, torch.ones(3, 8, 8))
     assert target.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["out.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
 
 
 def test_write_quantises_and_clips(tmp_path: Path) -> None:

@@ -240,6 +240,12 @@ def _quantise(planes: torch.Tensor, bit_depth: int) -> np.ndarray:
     return values.numpy().astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path):
     """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it."""
@@ -247,6 +253,7 @@ def atomic_output(path: Path):
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
     try:
         yield tmp
         os.replace(tmp, path)
