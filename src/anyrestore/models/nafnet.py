@@ -7,7 +7,6 @@ a multiple of ``2 ** len(enc_blk_nums)`` and crops the output back, so any input
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,25 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.models.detection import count_blocks, shapes_match
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
+from anyrestore.models.restormer import ChannelLayerNorm
 
 
-class LayerNorm2d(nn.Module):
+class LayerNorm2d(ChannelLayerNorm):
     """Layer normalisation over the channels of an (N, C, H, W) map, statistics in float32."""
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        mu = x32.mean(1, keepdim=True)
-        centred = x32 - mu
-        y = centred * torch.rsqrt(centred.pow(2).mean(1, keepdim=True) + self.eps)
-        y = y * self.weight.float()[:, None, None] + self.bias.float()[:, None, None]
-        return y.to(x.dtype)
+        super().__init__(channels, with_bias=True, eps=eps)
 
 
 class SimpleGate(nn.Module):
@@ -155,34 +145,12 @@ class NAFNet(nn.Module):
         return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
-def _num_indexed(state_dict: StateDict, pattern: str) -> list[int]:
-    """Sorted distinct integers captured by ``pattern`` (one group) over the keys."""
-    regex = re.compile(pattern)
-    return sorted({int(m.group(1)) for key in state_dict if (m := regex.match(key))})
-
-
-def _count(indices: list[int]) -> int:
-    return indices[-1] + 1 if indices else 0
-
-
-def _shapes_match(state_dict: StateDict, model_cls: type[nn.Module], cfg: dict[str, Any]) -> bool:
-    # Building on the meta device allocates nothing, so this exact check is cheap even at full size.
-    try:
-        with torch.device("meta"):
-            expected = model_cls(**cfg).state_dict()
-    except (ValueError, RuntimeError):
-        return False
-    if expected.keys() != state_dict.keys():
-        return False
-    return all(tuple(state_dict[k].shape) == tuple(v.shape) for k, v in expected.items())
-
-
 def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """NAFNet constructor kwargs reproducing ``state_dict``, or ``None`` if it is not a NAFNet."""
     if not {"intro.weight", "ending.weight", "downs.0.weight", "ups.0.0.weight"} <= state_dict.keys():
         return None
-    levels = _count(_num_indexed(state_dict, r"downs\.(\d+)\.weight$"))
-    if _count(_num_indexed(state_dict, r"ups\.(\d+)\.0\.weight$")) != levels:
+    levels = count_blocks(state_dict, "downs")
+    if count_blocks(state_dict, "ups") != levels:
         return None
     intro = state_dict["intro.weight"]
     width = int(intro.shape[0])
@@ -203,13 +171,13 @@ def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     cfg: dict[str, Any] = {
         "img_channel": int(intro.shape[1]),
         "width": width,
-        "middle_blk_num": _count(_num_indexed(state_dict, r"middle_blks\.(\d+)\.")),
-        "enc_blk_nums": [_count(_num_indexed(state_dict, rf"encoders\.{i}\.(\d+)\.")) for i in range(levels)],
-        "dec_blk_nums": [_count(_num_indexed(state_dict, rf"decoders\.{i}\.(\d+)\.")) for i in range(levels)],
+        "middle_blk_num": count_blocks(state_dict, "middle_blks"),
+        "enc_blk_nums": [count_blocks(state_dict, f"encoders.{i}") for i in range(levels)],
+        "dec_blk_nums": [count_blocks(state_dict, f"decoders.{i}") for i in range(levels)],
         "dw_expand": dw_expand,
         "ffn_expand": ffn_expand,
     }
-    return cfg if _shapes_match(state_dict, NAFNet, cfg) else None
+    return cfg if shapes_match(state_dict, NAFNet, cfg) else None
 
 
 register_architecture(

@@ -1,12 +1,12 @@
 """PromptIR (Potlapalli et al., NeurIPS 2023) and the PromptIR variant RAM trains.
 
-PromptIR is a Restormer U-Net whose decoder, at each of its three lower levels, asks a prompt-generation
-block for a degradation-aware feature map (a softmax-weighted mix of learned prompt tensors), concatenates
-it and fuses the two with a transformer block and a 1x1 conv. Module names, registration order and
-shapes follow the official release (``va1shn9v/PromptIR``, ``net/model.py``) so its checkpoints load
-with ``strict=True``. The release also holds six 1x1 convs (``chnl_reduce1..3``,
-``reduce_noise_channel_1..3``, about 215k parameters) that its forward pass never calls; they are kept
-because the checkpoints contain them.
+PromptIR is a Restormer U-Net (built from :mod:`anyrestore.models.restormer`'s blocks) whose decoder, at
+each of its three lower levels, asks a prompt-generation block for a degradation-aware feature map (a
+softmax-weighted mix of learned prompt tensors), concatenates it and fuses the two with a transformer
+block and a 1x1 conv. Module names, registration order and shapes follow the official release
+(``va1shn9v/PromptIR``, ``net/model.py``) so its checkpoints load with ``strict=True``. The release also
+holds six 1x1 convs (``chnl_reduce1..3``, ``reduce_noise_channel_1..3``, about 215k parameters) that its
+forward pass never calls; they are kept because the checkpoints contain them.
 
 RAM (``DragonisCV/RAM``, ``ram/archs/promptir_arch.py``) drops those six convs, reflect-pads the input
 to a multiple of 16 and crops back, optionally replaces masked pixels by a zero mask token, and is
@@ -15,8 +15,6 @@ trained on ImageNet mean/std-normalised RGB.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,131 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from anyrestore.models.detection import count_blocks, expansion_factor, shapes_match
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
-
-# ----------------------------------------------------------------------------------------------------
-# Restormer building blocks
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of an (N, C, H, W) map; ``with_bias=False`` is Restormer's BiasFree.
-
-    BiasFree divides by the standard deviation without subtracting the mean.
-    """
-
-    def __init__(self, dim: int, with_bias: bool = True) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim)) if with_bias else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        if self.bias is None:
-            return x / torch.sqrt(var + 1e-5) * self.weight[:, None, None]
-        mean = x.mean(dim=1, keepdim=True)
-        return (x - mean) / torch.sqrt(var + 1e-5) * self.weight[:, None, None] + self.bias[:, None, None]
-
-
-class LayerNorm(nn.Module):
-    """Holds the norm as ``body`` so parameter names read ``norm1.body.weight`` as in the release."""
-
-    def __init__(self, dim: int, with_bias: bool = True) -> None:
-        super().__init__()
-        self.body = ChannelLayerNorm(dim, with_bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
-class FeedForward(nn.Module):
-    """Gated depthwise-conv feed-forward network (GDFN)."""
-
-    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
-        super().__init__()
-        hidden = int(dim * ffn_expansion_factor)
-        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
-        self.dwconv = nn.Conv2d(
-            hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias
-        )
-        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
-
-
-class Attention(nn.Module):
-    """Multi-dconv head transposed attention (MDTA): attention across channels, linear in H*W."""
-
-    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
-        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        q, k, v = (t.reshape(n, self.num_heads, c // self.num_heads, h * w) for t in (q, k, v))
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
-        return self.project_out((attn @ v).reshape(n, c, h, w))
-
-
-class TransformerBlock(nn.Module):
-    def __init__(
-        self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, with_bias_norm: bool
-    ) -> None:
-        super().__init__()
-        self.norm1 = LayerNorm(dim, with_bias_norm)
-        self.attn = Attention(dim, num_heads, bias)
-        self.norm2 = LayerNorm(dim, with_bias_norm)
-        self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class PatchEmbed(nn.Module):
-    """Overlapping 3x3 conv embedding (always bias-free in the release)."""
-
-    def __init__(self, in_channels: int, dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """Halve H and W, double channels: 3x3 conv to C/2, then pixel-unshuffle by 2."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels // 2, kernel_size=3, padding=1, bias=False), nn.PixelUnshuffle(2)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """Double H and W, halve channels: 3x3 conv to 2C, then pixel-shuffle by 2."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
-
+from anyrestore.models.restormer import (  # noqa: F401  (some only re-exported: they used to live here)
+    Attention,
+    ChannelLayerNorm,
+    Downsample,
+    FeedForward,
+    LayerNorm,
+    TransformerBlock,
+    Upsample,
+)
+from anyrestore.models.restormer import OverlapPatchEmbed as PatchEmbed
 
 # ----------------------------------------------------------------------------------------------------
 # Prompt generation
@@ -215,12 +100,13 @@ class PromptIR(nn.Module):
         if unused_reduce_dims is not None and len(unused_reduce_dims) != 3:
             raise ValueError("unused_reduce_dims needs 3 entries (or None)")
 
-        with_bias_norm = layernorm_type == "WithBias"
-
         def blocks(width: int, count: int, num_heads: int) -> nn.Sequential:
+            # PromptIR's norms run the release's formula in the input dtype, not in float32 as Restormer's.
             return nn.Sequential(
                 *(
-                    TransformerBlock(width, num_heads, ffn_expansion_factor, bias, with_bias_norm)
+                    TransformerBlock(
+                        width, num_heads, ffn_expansion_factor, bias, layernorm_type, float32_stats=False
+                    )
                     for _ in range(count)
                 )
             )
@@ -346,28 +232,6 @@ _CORE_KEYS = (
 )
 
 
-def _count_blocks(state_dict: StateDict, prefix: str) -> int:
-    indices = {int(k.split(".")[1]) for k in state_dict if re.fullmatch(rf"{prefix}\.\d+\..+", k)}
-    return max(indices) + 1 if indices else 0
-
-
-def _expansion_factor(width_hidden: list[tuple[int, int]]) -> float | None:
-    """A factor f with int(width * f) == hidden for every pair: 2.66 if it fits, else the shortest decimal."""
-
-    def fits(f: float) -> bool:
-        return all(int(c * f) == h for c, h in width_hidden)
-
-    if fits(2.66):
-        return 2.66
-    lo = max(h / c for c, h in width_hidden)
-    hi = min((h + 1) / c for c, h in width_hidden)
-    for digits in range(10):
-        f = math.ceil(lo * 10**digits) / 10**digits
-        if f < hi and fits(f):
-            return f
-    return None
-
-
 def _infer(state_dict: StateDict, unused: bool) -> dict[str, Any] | None:
     if not all(k in state_dict for k in _CORE_KEYS):
         return None
@@ -378,14 +242,14 @@ def _infer(state_dict: StateDict, unused: bool) -> dict[str, Any] | None:
         dim, in_channels = state_dict["patch_embed.proj.weight"].shape[:2]
         prompts = [state_dict[f"prompt{i}.prompt_param"].shape for i in (1, 2, 3)]
         levels = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
-        num_blocks = tuple(_count_blocks(state_dict, name) for name in levels)
+        num_blocks = tuple(count_blocks(state_dict, name) for name in levels)
         heads = tuple(state_dict[f"{name}.0.attn.temperature"].shape[0] for name in levels)
         cfg: dict[str, Any] = {
             "in_channels": int(in_channels),
             "out_channels": int(state_dict["output.weight"].shape[0]),
             "dim": int(dim),
             "num_blocks": num_blocks,
-            "num_refinement_blocks": _count_blocks(state_dict, "refinement"),
+            "num_refinement_blocks": count_blocks(state_dict, "refinement"),
             "heads": heads,
             "bias": "output.bias" in state_dict,
             "layernorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state_dict else "BiasFree",
@@ -400,25 +264,15 @@ def _infer(state_dict: StateDict, unused: bool) -> dict[str, Any] | None:
             for k in state_dict
             if k.endswith(".ffn.project_out.weight")
         ]
-        factor = _expansion_factor(hidden)
+        factor = expansion_factor(hidden)
         if factor is None or min(num_blocks) == 0:
             return None
         cfg["ffn_expansion_factor"] = factor
     except (KeyError, AttributeError, IndexError, ValueError, ZeroDivisionError):
         return None
 
-    # Final check: the inferred config must reproduce every key and shape (built without allocating).
-    cls = PromptIR if unused else RAMPromptIR
-    try:
-        with torch.device("meta"):
-            reference = cls(**cfg).state_dict()
-    except (ValueError, RuntimeError):
-        return None
-    if reference.keys() != set(state_dict.keys()):
-        return None
-    if any(tuple(v.shape) != tuple(state_dict[k].shape) for k, v in reference.items()):
-        return None
-    return cfg
+    # Final check: the inferred config must reproduce every key and shape.
+    return cfg if shapes_match(state_dict, PromptIR if unused else RAMPromptIR, cfg) else None
 
 
 def infer_promptir_config(state_dict: StateDict) -> dict[str, Any] | None:

@@ -8,8 +8,6 @@ deblurring, six input channels with an extra skip convolution and no image-level
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,44 +15,62 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.models.detection import count_blocks, expansion_factor, shapes_match
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 
-class LayerNorm(nn.Module):
-    """Layer normalisation over the channels of an (N, C, H, W) map.
+class ChannelLayerNorm(nn.Module):
+    """Layer normalisation over the channels of an (N, C, H, W) map, with or without a bias.
 
-    ``BiasFree`` scales by the inverse standard deviation without centring the output and has no
-    bias; ``WithBias`` is the usual centred norm with an affine bias. Statistics are computed in
-    float32 so that half-precision activations do not overflow.
+    Without a bias (Restormer's ``BiasFree``) the output is scaled by the inverse standard deviation
+    but not centred. With ``float32_stats`` the statistics are computed in float32, so half-precision
+    activations do not overflow; otherwise the release's formula runs in the input dtype.
     """
 
-    def __init__(self, dim: int, LayerNorm_type: str = "WithBias", eps: float = 1e-5) -> None:
-        super().__init__()
-        if LayerNorm_type not in ("WithBias", "BiasFree"):
-            raise ValueError(f"unknown LayerNorm_type {LayerNorm_type!r}")
-        self.body = _ChannelNorm(dim, with_bias=LayerNorm_type == "WithBias", eps=eps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class _ChannelNorm(nn.Module):
-    # A separate module so the parameters sit at ``norm.body.weight`` as in the official release.
-    def __init__(self, dim: int, with_bias: bool, eps: float) -> None:
+    def __init__(
+        self, dim: int, with_bias: bool = True, eps: float = 1e-5, float32_stats: bool = True
+    ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim)) if with_bias else None
         self.eps = eps
+        self.float32_stats = float32_stats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.float32_stats:
+            var = x.var(dim=1, keepdim=True, unbiased=False)
+            if self.bias is None:
+                return x / torch.sqrt(var + self.eps) * self.weight[:, None, None]
+            centred = x - x.mean(dim=1, keepdim=True)
+            return (
+                centred / torch.sqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
+            )
         x32 = x.float()
-        mu = x32.mean(1, keepdim=True)
-        var = (x32 - mu).pow(2).mean(1, keepdim=True)
-        y = (x32 - mu) if self.bias is not None else x32
+        centred = x32 - x32.mean(1, keepdim=True)
+        var = centred.pow(2).mean(1, keepdim=True)
+        y = centred if self.bias is not None else x32
         y = y * torch.rsqrt(var + self.eps) * self.weight.float()[:, None, None]
         if self.bias is not None:
             y = y + self.bias.float()[:, None, None]
         return y.to(x.dtype)
+
+
+class LayerNorm(nn.Module):
+    """Restormer's channel LayerNorm, ``WithBias`` or ``BiasFree``; see :class:`ChannelLayerNorm`.
+
+    The norm sits in ``body`` so that parameters are named ``norm1.body.weight`` as in the release.
+    """
+
+    def __init__(
+        self, dim: int, LayerNorm_type: str = "WithBias", eps: float = 1e-5, float32_stats: bool = True
+    ) -> None:
+        super().__init__()
+        if LayerNorm_type not in ("WithBias", "BiasFree"):
+            raise ValueError(f"unknown LayerNorm_type {LayerNorm_type!r}")
+        self.body = ChannelLayerNorm(dim, LayerNorm_type == "WithBias", eps, float32_stats)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
 
 
 class FeedForward(nn.Module):
@@ -106,12 +122,18 @@ class TransformerBlock(nn.Module):
     """Pre-norm block: MDTA then GDFN, each with a residual connection."""
 
     def __init__(
-        self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, LayerNorm_type: str
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_expansion_factor: float,
+        bias: bool,
+        LayerNorm_type: str,
+        float32_stats: bool = True,
     ) -> None:
         super().__init__()
-        self.norm1 = LayerNorm(dim, LayerNorm_type)
+        self.norm1 = LayerNorm(dim, LayerNorm_type, float32_stats=float32_stats)
         self.attn = Attention(dim, num_heads, bias)
-        self.norm2 = LayerNorm(dim, LayerNorm_type)
+        self.norm2 = LayerNorm(dim, LayerNorm_type, float32_stats=float32_stats)
         self.ffn = FeedForward(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,35 +257,6 @@ _LEVELS = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
 _FOREIGN_PREFIXES = ("prompt", "noise_level", "reduce_noise", "chnl_reduce", "mask_token")
 
 
-def _num_blocks(state_dict: StateDict, prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"\.(\d+)\.")
-    indices = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
-    return max(indices) + 1 if indices else 0
-
-
-def _expansion_factor(dims_and_hidden: Sequence[tuple[int, int]]) -> float | None:
-    """The shortest decimal ``f`` with ``int(d * f) == hidden`` at every level, as the GDFN computes it."""
-    lo = max(h / d for d, h in dims_and_hidden)
-    for decimals in range(7):
-        step = 10**decimals
-        for cand in (math.floor(lo * step) / step, math.ceil(lo * step) / step):
-            if all(int(d * cand) == h for d, h in dims_and_hidden):
-                return cand
-    return None
-
-
-def _shapes_match(state_dict: StateDict, model_cls: type[nn.Module], cfg: dict[str, Any]) -> bool:
-    # Building on the meta device allocates nothing, so this exact check is cheap even at full size.
-    try:
-        with torch.device("meta"):
-            expected = model_cls(**cfg).state_dict()
-    except (ValueError, RuntimeError):
-        return False
-    if expected.keys() != state_dict.keys():
-        return False
-    return all(tuple(state_dict[k].shape) == tuple(v.shape) for k, v in expected.items())
-
-
 def infer_restormer_config(state_dict: StateDict) -> dict[str, Any] | None:
     """Restormer constructor kwargs reproducing ``state_dict``, or ``None`` if it is not a Restormer.
 
@@ -274,7 +267,7 @@ def infer_restormer_config(state_dict: StateDict) -> dict[str, Any] | None:
         return None
     if any(key.startswith(_FOREIGN_PREFIXES) for key in state_dict):
         return None
-    num_blocks = [_num_blocks(state_dict, level) for level in _LEVELS]
+    num_blocks = [count_blocks(state_dict, level) for level in _LEVELS]
     if min(num_blocks) == 0:
         return None
     embed = state_dict["patch_embed.proj.weight"]
@@ -284,7 +277,7 @@ def infer_restormer_config(state_dict: StateDict) -> dict[str, Any] | None:
         hidden = [int(state_dict[f"{level}.0.ffn.project_out.weight"].shape[1]) for level in _LEVELS]
     except (KeyError, IndexError):
         return None
-    ffn_expansion_factor = _expansion_factor([(dim * 2**i, h) for i, h in enumerate(hidden)])
+    ffn_expansion_factor = expansion_factor([(dim * 2**i, h) for i, h in enumerate(hidden)])
     if ffn_expansion_factor is None:
         return None
     cfg: dict[str, Any] = {
@@ -292,14 +285,14 @@ def infer_restormer_config(state_dict: StateDict) -> dict[str, Any] | None:
         "out_channels": int(state_dict["output.weight"].shape[0]),
         "dim": dim,
         "num_blocks": num_blocks,
-        "num_refinement_blocks": _num_blocks(state_dict, "refinement"),
+        "num_refinement_blocks": count_blocks(state_dict, "refinement"),
         "heads": heads,
         "ffn_expansion_factor": ffn_expansion_factor,
         "bias": "output.bias" in state_dict,
         "LayerNorm_type": "WithBias" if "encoder_level1.0.norm1.body.bias" in state_dict else "BiasFree",
         "dual_pixel_task": "skip_conv.weight" in state_dict,
     }
-    return cfg if _shapes_match(state_dict, Restormer, cfg) else None
+    return cfg if shapes_match(state_dict, Restormer, cfg) else None
 
 
 register_architecture(

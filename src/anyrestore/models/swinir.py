@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.models.detection import count_blocks, shapes_match
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 _SIX = (6, 6, 6, 6, 6, 6)
@@ -591,7 +592,6 @@ class RamSwinIR(_SwinIRTrunk):
 # Recognising checkpoints
 # --------------------------------------------------------------------------------------------------
 
-_BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.norm1\.weight$")
 _OPTIONAL_BUFFERS = (".relative_position_index", ".attn_mask")
 
 
@@ -600,14 +600,10 @@ def _trunk_config(sd: StateDict) -> dict[str, Any] | None:
     conv_first = sd.get("conv_first.weight")
     if conv_first is None or conv_first.dim() != 4 or "norm.weight" not in sd:
         return None
-    depth_of: dict[int, int] = {}
-    for key in sd:
-        if m := _BLOCK.match(key):
-            layer, block = int(m.group(1)), int(m.group(2))
-            depth_of[layer] = max(depth_of.get(layer, 0), block + 1)
-    if not depth_of or sorted(depth_of) != list(range(len(depth_of))):
+    layers = range(count_blocks(sd, "layers"))
+    depths = tuple(count_blocks(sd, f"layers.{i}.residual_group.blocks") for i in layers)
+    if not depths or min(depths) == 0:
         return None
-    layers = range(len(depth_of))
     tables = [sd.get(f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table") for i in layers]
     fc1 = sd.get("layers.0.residual_group.blocks.0.mlp.fc1.weight")
     if fc1 is None or any(t is None or t.dim() != 2 for t in tables):
@@ -643,7 +639,7 @@ def _trunk_config(sd: StateDict) -> dict[str, Any] | None:
         "in_chans": int(conv_first.shape[1]),
         "window_size": window_size,
         "embed_dim": embed_dim,
-        "depths": tuple(depth_of[i] for i in layers),
+        "depths": depths,
         "num_heads": tuple(int(t.shape[1]) for t in tables),
         "mlp_ratio": int(fc1.shape[0]) / embed_dim,
         "upscale": upscale,
@@ -659,19 +655,6 @@ def _img_size_from_mask(sd: StateDict) -> int | None:
     if mask is None or mask.dim() != 3:
         return None
     return math.isqrt(int(mask.shape[0])) * math.isqrt(int(mask.shape[1]))
-
-
-def _reproduces(build: Callable[..., nn.Module], cfg: dict[str, Any], sd: StateDict) -> bool:
-    """True when ``build(**cfg)`` has exactly ``sd``'s keys and shapes (the deterministic buffers may be
-    absent from ``sd``). Built on the meta device, so it costs no memory and almost no time."""
-    try:
-        with torch.device("meta"):
-            expected = build(**cfg, drop_path_rate=0.0).state_dict()
-    except (ValueError, RuntimeError):
-        return False
-    if any(k not in expected or tuple(expected[k].shape) != tuple(v.shape) for k, v in sd.items()):
-        return False
-    return all(k in sd or k.endswith(_OPTIONAL_BUFFERS) for k in expected)
 
 
 def _default_img_size(window_size: int, upscale: int) -> int:
@@ -693,7 +676,7 @@ def infer_swinir_config(state_dict: StateDict) -> dict[str, Any] | None:
         return None
     cfg["img_size"] = _img_size_from_mask(state_dict) or _default_img_size(cfg["window_size"], cfg["upscale"])
     cfg["img_range"] = 255.0 if cfg["window_size"] == 7 else 1.0
-    return cfg if _reproduces(SwinIR, cfg, state_dict) else None
+    return cfg if shapes_match(state_dict, SwinIR, cfg, _OPTIONAL_BUFFERS) else None
 
 
 def infer_ram_swinir_config(state_dict: StateDict) -> dict[str, Any] | None:
@@ -706,7 +689,7 @@ def infer_ram_swinir_config(state_dict: StateDict) -> dict[str, Any] | None:
         return None
     cfg["img_size"] = int(token.shape[-1])
     cfg["conv_first_kernel"] = int(state_dict["conv_first.weight"].shape[-1])
-    return cfg if _reproduces(RamSwinIR, cfg, state_dict) else None
+    return cfg if shapes_match(state_dict, RamSwinIR, cfg, _OPTIONAL_BUFFERS) else None
 
 
 register_architecture(
