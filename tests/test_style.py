@@ -25,5 +25,7 @@ def test_ruff_lint() -> None:
 
 
 def test_ruff_format() -> None:
-    result = subprocess.run([_ruff(), "format", "--check", *TARGETS], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [_ruff(), "format", "--check", *TARGETS], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

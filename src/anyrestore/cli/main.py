@@ -7,7 +7,15 @@ import sys
 from collections.abc import Sequence
 
 from anyrestore import __version__
-from anyrestore.cli import degrade_cmd, evaluate_cmd, info_cmd, recipes_cmd, restore_cmd, train_cmd
+from anyrestore.cli import (
+    degrade_cmd,
+    evaluate_cmd,
+    info_cmd,
+    mac_cmd,
+    recipes_cmd,
+    restore_cmd,
+    train_cmd,
+)
 from anyrestore.errors import AnyRestoreError
 
 # name -> module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``
@@ -18,6 +26,7 @@ COMMANDS = {
     "evaluate": evaluate_cmd,
     "train": train_cmd,
     "recipes": recipes_cmd,
+    "mac": mac_cmd,
 }
 
 

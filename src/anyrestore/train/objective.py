@@ -1,0 +1,107 @@
+"""What a training step computes, and the registry through which methods plug into the engine.
+
+The engine owns the loop (data, precision, DDP, optimiser, EMA, checkpoints); an :class:`Objective` owns
+the two things a method changes: the model before training (freeze layers, attach adapters) and the loss
+of a batch. ``restore`` is plain supervised restoration: ``loss(model(lq), gt)``. A method registers its
+own with :func:`register_objective` and recipes select it with ``method: {name: ..., options: {...}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from anyrestore.data.seeding import derive_seed
+from anyrestore.errors import AnyRestoreError
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.train.losses import WeightedLoss
+
+
+class ObjectiveError(AnyRestoreError):
+    """Unknown training method, or options it does not take."""
+
+
+class GeneratorBank:
+    """Named random generators for the loop's own draws (e.g. RAM's pixel masks), one set per process.
+
+    ``bank("mask")`` is created on first use, seeded from (run seed, name, rank), on the training device;
+    the states of all of them are saved in the training state and restored on resume.
+    """
+
+    def __init__(self, seed: int, rank: int, device: torch.device) -> None:
+        self.seed, self.rank, self.device = seed, rank, device
+        self._generators: dict[str, torch.Generator] = {}
+
+    def __call__(self, name: str) -> torch.Generator:
+        if name not in self._generators:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(derive_seed(self.seed, "generator", name, self.rank))
+            self._generators[name] = generator
+        return self._generators[name]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: g.get_state() for name, g in self._generators.items()}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            self(name).set_state(value)
+
+
+@dataclass
+class StepContext:
+    """What a loss computation may use besides the model and the batch."""
+
+    iteration: int
+    device: torch.device
+    loss: WeightedLoss
+    generators: GeneratorBank
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Objective:
+    """Plain supervised restoration; methods subclass it and override what they change."""
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """Called once on the bare model before the optimiser is built: freeze, inject, replace."""
+        return model
+
+    def describe(self, descriptor: ModelDescriptor, model: nn.Module) -> ModelDescriptor:
+        """The descriptor saved with the weights (methods add their adapters here)."""
+        return descriptor
+
+    def loss(
+        self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar loss to minimise, detached values to log) for one micro-batch on the device."""
+        pred = model(batch["lq"])
+        return ctx.loss(pred, batch["gt"], batch.get("mask"))
+
+
+ObjectiveFactory = Callable[[Mapping[str, Any]], Objective]
+
+
+def _restore(options: Mapping[str, Any]) -> Objective:
+    if options:
+        raise ObjectiveError(f"method 'restore' takes no options, got: {', '.join(options)}")
+    return Objective()
+
+
+OBJECTIVES: dict[str, ObjectiveFactory] = {"restore": _restore}
+
+
+def register_objective(name: str, factory: ObjectiveFactory) -> ObjectiveFactory:
+    """Make ``method: {name: <name>}`` available to recipes; ``factory(options)`` builds the objective."""
+    if name in OBJECTIVES:
+        raise ValueError(f"training method {name!r} is already registered")
+    OBJECTIVES[name] = factory
+    return factory
+
+
+def build_objective(name: str, options: Mapping[str, Any]) -> Objective:
+    if name not in OBJECTIVES:
+        raise ObjectiveError(f"method.name: unknown training method '{name}'; known: {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name](options)

@@ -1,0 +1,84 @@
+"""Validation during training: PSNR/SSIM with a metric preset, per task and averaged over tasks.
+
+Whole images are reflect-padded to the model's size multiple and the output cropped back. Images are
+shared out over the processes and the sums gathered, so every process returns the same numbers; the
+reported mean is the mean of the per-task means (as the papers' "average" columns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from anyrestore.data.base import RestorationDataset
+from anyrestore.evaluate import psnr, ssim
+from anyrestore.train.distributed import DistContext
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad bottom and right so H and W are multiples of ``multiple`` (replicate when too small)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+@torch.no_grad()
+def restore_whole(model: nn.Module, lq: torch.Tensor, *, multiple: int = 1, scale: int = 1) -> torch.Tensor:
+    """``model`` on a whole (N, 3, H, W) batch, padded to ``multiple`` and cropped back, clamped to [0, 1]."""
+    h, w = lq.shape[-2:]
+    out = model(pad_to_multiple(lq, multiple) if multiple > 1 else lq)
+    return out[..., : h * scale, : w * scale].float().clamp(0, 1)
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    datasets: Sequence[RestorationDataset],
+    *,
+    ctx: DistContext,
+    preset: str = "basicsr",
+    crop_border: int = 0,
+    with_ssim: bool = True,
+    multiple: int = 1,
+    scale: int = 1,
+    progress: bool = False,
+) -> dict[str, float]:
+    """``{"psnr": mean over tasks, "psnr/<task>": ..., "ssim": ..., "ssim/<task>": ...}``."""
+    was_training = model.training
+    model.eval()
+    sums: dict[str, list[float]] = {}
+    jobs = [(d, i) for d in datasets for i in range(len(d))][ctx.rank :: ctx.world_size]
+    for dataset, index in tqdm(jobs, desc="validate", unit="img", leave=False, disable=not progress):
+        sample = dataset[index]
+        lq = sample["lq"][None].to(ctx.device)
+        gt = sample["gt"][None].to(ctx.device)
+        pred = restore_whole(model, lq, multiple=multiple, scale=scale)
+        entry = sums.setdefault(sample["task"], [0.0, 0.0, 0.0])
+        entry[0] += float(psnr(pred, gt, preset, crop_border)[0])
+        if with_ssim:
+            entry[1] += float(ssim(pred, gt, preset, crop_border)[0])
+        entry[2] += 1
+    model.train(was_training)
+
+    merged: dict[str, list[float]] = {}
+    for part in ctx.gather(sums):
+        for task, (p, s, n) in part.items():
+            total = merged.setdefault(task, [0.0, 0.0, 0.0])
+            total[0], total[1], total[2] = total[0] + p, total[1] + s, total[2] + n
+    results: dict[str, float] = {}
+    for task, (p, s, n) in merged.items():
+        results[f"psnr/{task}"] = p / n
+        if with_ssim:
+            results[f"ssim/{task}"] = s / n
+    if merged:
+        results["psnr"] = sum(p / n for p, _, n in merged.values()) / len(merged)
+        if with_ssim:
+            results["ssim"] = sum(s / n for _, s, n in merged.values()) / len(merged)
+    return dict(sorted(results.items(), key=lambda kv: ("/" in kv[0], kv[0])))

@@ -1,0 +1,321 @@
+"""The training engine end to end, on a tiny NAFNet and 32x32 crops of real photos (CPU only).
+
+Resumption must be bitwise exact, a 2-process torchrun run must match a 1-process run with the same
+global batch, and the tiny recipe must actually learn.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anyrestore.cli.main import main
+from anyrestore.models.checkpoint import load_model, read_checkpoint
+from anyrestore.train import (
+    CHECKPOINT_DIR,
+    OBJECTIVES,
+    Objective,
+    Trainer,
+    list_checkpoints,
+    load_recipe,
+    register_objective,
+)
+
+# A short run of the packaged tiny recipe: 32x32 crops, batch 2, no validation.
+QUICK = [
+    "data.val=null",
+    "data.train.batch_size=2",
+    "schedule.iterations=24",
+    "schedule.warmup=4",
+    "checkpoint.every=4",
+    "checkpoint.keep=3",
+    "log.every=4",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny convolutions run far slower with two threads fighting over shared cores.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training photos (chelsea, coffee, rocket at about 160 px) and a held-out one (astronaut, 64 px)."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "train").mkdir()
+    (root / "val").mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        im = Image.fromarray(getattr(data, name)())
+        im.resize((im.width * 160 // im.height, 160), Image.Resampling.LANCZOS).save(
+            root / "train" / f"{name}.png"
+        )
+    val = Image.fromarray(data.astronaut()).resize((64, 64), Image.Resampling.LANCZOS)
+    val.save(root / "val" / "astronaut.png")
+    return root
+
+
+def _recipe(photos: Path, *overrides: str, quick: bool = True):
+    return load_recipe("tiny_denoise", [f"data_root={photos}", *(QUICK if quick else []), *overrides])
+
+
+def _train(photos: Path, out: Path, *overrides: str, resume: bool = False, quick: bool = True):
+    recipe = _recipe(photos, *overrides, quick=quick)
+    return Trainer(recipe, out, resume=resume, progress=False).run()
+
+
+def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    contents, _ = read_checkpoint(path)
+    return contents
+
+
+def _assert_bitwise_equal(a: Path, b: Path) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for group in wa:
+        assert wa[group].keys() == wb[group].keys()
+        for name, tensor in wa[group].items():
+            assert torch.equal(tensor, wb[group][name]), f"{group}.{name} differs"
+
+
+def _killed_run(photos: str, out: str) -> None:
+    torch.set_num_threads(1)
+    _train(Path(photos), Path(out), "schedule.iterations=40", "ema.decay=0.9")
+
+
+def test_tiny_recipe_learns_to_denoise(photos: Path, tmp_path: Path) -> None:
+    # The packaged recipe as it is, only shorter: validation on the held-out photo with noise sigma 25.
+    result = _train(
+        photos,
+        tmp_path / "run",
+        "schedule.iterations=150",
+        "schedule.warmup=10",
+        "data.val.every=1000",
+        "checkpoint.every=1000",
+        "log.every=50",
+        quick=False,
+    )
+    entries = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    val = [e for e in entries if e["kind"] == "val"]
+    train = [e for e in entries if e["kind"] == "train"]
+    assert [e["iter"] for e in val] == [0, 150]
+    assert [e["iter"] for e in train] == [50, 100, 150]
+    assert train[-1]["loss"] < train[0]["loss"]
+
+    # The noisy input's own PSNR: a model that learnt nothing useful would stay at or below it.
+    from anyrestore.degrade import apply_op
+    from anyrestore.evaluate import psnr
+    from anyrestore.io import read_tensor
+
+    clean = read_tensor(photos / "val" / "astronaut.png")
+    gen = torch.Generator().manual_seed(0)
+    noisy_psnr = float(psnr(apply_op(clean, "noise", generator=gen, sigma=25.0), clean, "rgb"))
+    first, last = val[0]["psnr"], val[-1]["psnr"]
+    assert last > first + 5.0, (first, last)
+    assert last > noisy_psnr + 1.0, (noisy_psnr, last)
+    assert result.validation["psnr"] == pytest.approx(last)
+
+    loaded = load_model(result.weights)  # our checkpoints load like any other
+    assert loaded.descriptor.architecture == "nafnet"
+    assert loaded.descriptor.config["width"] == 8
+
+
+def test_resume_after_sigkill_is_bitwise_exact(photos: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    _train(photos, reference, "schedule.iterations=40", "ema.decay=0.9")
+
+    # The interrupted run is a forked copy of this process (no second torch import), killed with
+    # SIGKILL at a random moment: after a random checkpoint, plus up to one checkpoint interval, so the
+    # kill lands mid-step, mid-write or between the two files, but always before the run ends.
+    crashed = tmp_path / "crashed"
+    child = multiprocessing.get_context("fork").Process(target=_killed_run, args=(str(photos), str(crashed)))
+    child.start()
+    checkpoints = crashed / CHECKPOINT_DIR
+    target = random.choice([4, 8, 12, 16, 20, 24])
+    seen: dict[int, float] = {}
+    deadline = time.monotonic() + 120
+    while child.is_alive() and time.monotonic() < deadline:
+        for c in list_checkpoints(checkpoints):
+            seen.setdefault(c.iteration, time.monotonic())
+        if target + 4 in seen:
+            break
+        time.sleep(0.002)
+    assert target + 4 in seen, f"the training process stopped early (exit code {child.exitcode})"
+    interval = seen[target + 4] - seen[target]
+    delay = random.uniform(0.0, interval)
+    time.sleep(delay)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    done = list_checkpoints(checkpoints)[-1].iteration
+    assert done < 40, (
+        f"the run finished before the kill (at {target + 4} + {delay:.3f} s); nothing was resumed"
+    )
+
+    _train(photos, crashed, "schedule.iterations=40", "ema.decay=0.9", resume=True)
+    _assert_bitwise_equal(reference / "model.safetensors", crashed / "model.safetensors")
+    iters = [json.loads(line)["iter"] for line in (crashed / "metrics.jsonl").read_text().splitlines()]
+    assert iters == sorted(set(iters)), "metrics logged before the crash were not replaced"
+
+
+def test_resume_falls_back_past_damaged_and_half_written_checkpoints(photos: Path, tmp_path: Path) -> None:
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    _train(photos, reference)
+    _train(photos, run)
+    folder = run / CHECKPOINT_DIR
+    assert [c.iteration for c in list_checkpoints(folder)] == [16, 20, 24]
+    newest, middle = list_checkpoints(folder)[-1], list_checkpoints(folder)[-2]
+    newest.state.unlink()  # killed between the weights and the state: weights without their commit mark
+    middle.state.write_bytes(middle.state.read_bytes()[:200])  # damaged
+    (folder / ".iter_00000024.state.pt.abc.tmp").write_bytes(b"partial")  # killed mid-write
+
+    with pytest.warns(UserWarning, match="iter_00000020.state.pt: skipped"):
+        _train(photos, run, resume=True)
+    _assert_bitwise_equal(reference / "model.safetensors", run / "model.safetensors")
+    assert not list(folder.glob(".*.tmp"))
+    assert [c.iteration for c in list_checkpoints(folder)][-1] == 24
+
+
+def test_torchrun_two_processes_match_one_process(photos: Path, tmp_path: Path) -> None:
+    # Two processes, each accumulating two micro-batches of 2, against one process taking all 8 at once.
+    torchrun = Path(sys.executable).with_name("torchrun")
+    overrides = [f"data_root={photos}", *QUICK, "schedule.iterations=12", "data.train.batch_size=8"]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "anyrestore",
+        "train",
+        "tiny_denoise",
+    ]
+    proc = subprocess.run(
+        [*command, *overrides, "data.train.accumulate=2", "--out", str(tmp_path / "ddp"), "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "batch 8 (2 process(es) x 2 x 2)" in proc.stdout + proc.stderr
+
+    _train(photos, tmp_path / "single", "schedule.iterations=12", "data.train.batch_size=8")
+    ddp = _weights(tmp_path / "ddp" / "model.safetensors")
+    single = _weights(tmp_path / "single" / "model.safetensors")
+    for name, tensor in single["params"].items():
+        torch.testing.assert_close(ddp["params"][name], tensor, rtol=1e-5, atol=1e-6)
+    losses = [
+        [json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("ddp", "single")
+    ]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_gradient_accumulation_matches_the_full_batch(photos: Path, tmp_path: Path) -> None:
+    _train(photos, tmp_path / "full", "schedule.iterations=6", "data.train.batch_size=4")
+    _train(
+        photos,
+        tmp_path / "accum",
+        "schedule.iterations=6",
+        "data.train.batch_size=4",
+        "data.train.accumulate=2",
+    )
+    full, accum = (
+        _weights(tmp_path / "full" / "model.safetensors"),
+        _weights(tmp_path / "accum" / "model.safetensors"),
+    )
+    for name, tensor in full["params"].items():
+        torch.testing.assert_close(accum["params"][name], tensor, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_keeps_fp32_weights(photos: Path, tmp_path: Path, precision: str) -> None:
+    result = _train(
+        photos,
+        tmp_path / precision,
+        f"precision={precision}",
+        "schedule.iterations=4",
+        "schedule.warmup=1",
+        "ema.decay=0.9",
+    )
+    weights = _weights(result.weights)
+    assert all(t.dtype == torch.float32 for group in weights.values() for t in group.values())
+    entries = [json.loads(line) for line in (tmp_path / precision / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(entries[-1]["loss"])
+
+
+class _FreezeEncoders(Objective):
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        for name, p in model.named_parameters():
+            p.requires_grad_(not name.startswith("encoders."))
+        return model
+
+
+def test_only_trainable_parameters_change(photos: Path, tmp_path: Path) -> None:
+    register_objective("freeze_encoders_test", lambda options: _FreezeEncoders())
+    try:
+        _train(
+            photos,
+            tmp_path / "frozen",
+            "method.name=freeze_encoders_test",
+            "schedule.iterations=4",
+            "schedule.warmup=1",
+        )
+    finally:
+        OBJECTIVES.pop("freeze_encoders_test")
+    torch.manual_seed(0)  # the engine seeds the initial weights with the recipe's seed (0)
+    initial = _recipe(photos)
+    from anyrestore.models import build_model
+
+    start = build_model(initial.model.architecture, **initial.model.config).state_dict()
+    final = _weights(tmp_path / "frozen" / "model.safetensors")["params"]
+    for name, tensor in final.items():
+        if name.startswith("encoders."):
+            assert torch.equal(tensor, start[name]), name
+    assert not torch.equal(final["intro.weight"], start["intro.weight"])
+
+
+def test_cli_train_errors_are_one_line(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cli"
+
+    def train(*extra: str) -> int:
+        base = ["train", "tiny_denoise", f"data_root={photos}", *QUICK, "schedule.warmup=1"]
+        return main([*base, *extra, "--out", str(out), "--quiet"])
+
+    assert train("optim.lrr=1e-3") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "optim.lrr: unknown key; did you mean 'lr'?" in err
+
+    assert train("--resume") == 1
+    assert "no complete checkpoint to resume from" in capsys.readouterr().err
+
+    assert train("schedule.iterations=4") == 0
+    assert train("schedule.iterations=4") == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert train("schedule.iterations=8", "--resume") == 1
+    assert (
+        "recipe differs from the one this run started with (schedule.iterations)" in capsys.readouterr().err
+    )
+    assert train("schedule.iterations=4", "--resume") == 0  # already complete: nothing to redo
+
+    shutil.rmtree(out)
+    assert train("data.train.sets.0.patch_size=4096") == 1
+    err = capsys.readouterr().err
+    assert "data.train.sets.0" in err and "smaller than the noise crop (4096px)" in err

@@ -1,0 +1,219 @@
+"""Parts of the engine in isolation: schedules, losses, EMA, precision, checkpoint files, RNG states,
+validation and the objective registry."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from anyrestore.data import RestorationDataset
+from anyrestore.evaluate import psnr
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.train import (
+    GeneratorBank,
+    LRSchedule,
+    ModelEMA,
+    ObjectiveError,
+    Precision,
+    WeightedLoss,
+    list_checkpoints,
+    load_latest_checkpoint,
+)
+from anyrestore.train.checkpoints import capture_rng, prune_checkpoints, restore_rng, save_checkpoint
+from anyrestore.train.distributed import DistContext
+from anyrestore.train.losses import LossError, charbonnier_loss, l1_loss, masked_l1_loss, psnr_loss
+from anyrestore.train.objective import build_objective
+from anyrestore.train.recipe import LossTerm
+from anyrestore.train.validate import pad_to_multiple, restore_whole, validate
+
+# ------------------------------------------------------------------------------------------ schedule
+
+
+def test_warmup_then_cosine_as_basicsr() -> None:
+    s = LRSchedule(base_lr=2e-4, iterations=1000, warmup=100, kind="cosine", min_lr=1e-6)
+    assert s(1) == pytest.approx(2e-6) and s(50) == pytest.approx(1e-4) and s(100) == pytest.approx(2e-4)
+    # after warm-up the curve continues as a function of the whole run (BasicSR's convention)
+    assert s(101) == pytest.approx(1e-6 + (2e-4 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 101 / 1000)))
+    assert s(500) == pytest.approx((2e-4 + 1e-6) / 2)
+    assert s(1000) == pytest.approx(1e-6)
+
+
+def test_restarts_multistep_and_constant() -> None:
+    s = LRSchedule(1.0, 100, kind="cosine_restarts", periods=(40, 60), restart_weights=(1.0, 0.5), min_lr=0.0)
+    assert s(20) == pytest.approx(0.5) and s(40) == pytest.approx(0.0)
+    assert s(41) == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi / 60)))
+    assert s(70) == pytest.approx(0.25)
+    m = LRSchedule(1.0, 500, kind="multistep", milestones=(250, 400, 450, 475), gamma=0.5)  # AdaptIR
+    assert [m(i) for i in (249, 250, 399, 400, 460, 500)] == [1.0, 0.5, 0.5, 0.25, 0.125, 0.0625]
+    assert LRSchedule(3.0, 10, warmup=2, kind="constant")(5) == 3.0
+
+
+# -------------------------------------------------------------------------------------------- losses
+
+
+def test_losses_match_their_formulas() -> None:
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    d = pred - target
+    assert l1_loss(pred, target) == pytest.approx(float(d.abs().mean()))
+    assert charbonnier_loss(pred, pred, eps=1e-3) == pytest.approx(1e-3)
+    assert charbonnier_loss(pred, target) == pytest.approx(float(torch.sqrt(d * d + 1e-6).mean()), rel=1e-6)
+    expected = -psnr(pred, target, "rgb").mean()  # on quantised images; the loss is on floats: close
+    assert psnr_loss(pred, target) == pytest.approx(float(expected), abs=0.05)
+
+    mask = (torch.rand(2, 1, 8, 8, generator=g) < 0.5).float()
+    by_hand = (d.abs() * mask).sum() / (mask.sum() * 3)
+    assert masked_l1_loss(pred, target, mask) == pytest.approx(float(by_hand))
+    assert masked_l1_loss(pred, target + 5 * (1 - mask), mask) == pytest.approx(float(by_hand))
+    with pytest.raises(LossError, match="masked_l1 needs a mask"):
+        masked_l1_loss(pred, target)
+
+    total, parts = WeightedLoss.from_terms([LossTerm("l1", 2.0), LossTerm("charbonnier", 0.5, eps=0.1)])(
+        pred, target
+    )
+    assert set(parts) == {"l1", "charbonnier"}
+    assert float(total) == pytest.approx(2 * float(parts["l1"]) + 0.5 * float(parts["charbonnier"]))
+
+
+# ----------------------------------------------------------------------------------------------- EMA
+
+
+def test_ema_average_start_and_buffers() -> None:
+    model = nn.BatchNorm2d(2)
+    ema = ModelEMA(model, decay=0.9, start=2)
+    assert all(not p.requires_grad for p in ema.module.parameters())
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.running_mean.fill_(7.0)
+    ema.update(model, iteration=1)  # before start: follow the weights
+    assert torch.equal(ema.module.weight, model.weight) and torch.equal(
+        ema.module.running_mean, model.running_mean
+    )
+    with torch.no_grad():
+        model.weight.fill_(12.0)
+    ema.update(model, iteration=2)
+    torch.testing.assert_close(ema.module.weight, torch.full((2,), 0.9 * 2.0 + 0.1 * 12.0))
+    with pytest.raises(ValueError, match="decay must lie in"):
+        ModelEMA(model, decay=1.0)
+
+
+# ----------------------------------------------------------------------------------------- precision
+
+
+def test_precision_modes_on_cpu() -> None:
+    conv = nn.Conv2d(3, 3, 3)
+    x = torch.rand(1, 3, 8, 8)
+    bf16 = Precision.create("bf16", torch.device("cpu"))
+    with bf16.autocast():
+        assert conv(x).dtype == torch.bfloat16
+    assert bf16.scaler is None and bf16.state_dict() == {}
+    fp16 = Precision.create("fp16", torch.device("cpu"))
+    assert fp16.scaler is not None and "scale" in fp16.state_dict()
+    with Precision.create("fp32", torch.device("cpu")).autocast():
+        assert conv(x).dtype == torch.float32
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_pairs_commit_prune_and_load(tmp_path: Path) -> None:
+    model = nn.Conv2d(3, 3, 1)
+    descriptor = ModelDescriptor.for_architecture("nafnet", {"width": 8})
+    for it in (10, 20, 30):
+        save_checkpoint(tmp_path, it, descriptor, model.state_dict(), None, {"optimizer": {}, "marker": it})
+    (tmp_path / "iter_00000040.safetensors").write_bytes(b"weights without state")  # crash before commit
+    (tmp_path / ".iter_00000040.state.pt.x.tmp").write_bytes(b"")
+    assert [c.iteration for c in list_checkpoints(tmp_path)] == [10, 20, 30]
+    loaded = load_latest_checkpoint(tmp_path)
+    assert loaded.files.iteration == 30 and loaded.state["marker"] == 30 and loaded.params_ema is None
+    assert torch.equal(loaded.params["weight"], model.weight)
+
+    prune_checkpoints(tmp_path, keep=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "iter_00000020.safetensors",
+        "iter_00000020.state.pt",
+        "iter_00000030.safetensors",
+        "iter_00000030.state.pt",
+        "iter_00000040.safetensors",  # newer than the newest complete one: may still be committed
+    ]
+
+
+def test_rng_states_round_trip() -> None:
+    bank = GeneratorBank(seed=0, rank=0, device=torch.device("cpu"))
+    bank("mask")
+    state = capture_rng(torch.device("cpu"), bank.state_dict())
+    expected = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1).item(),
+        torch.rand(1, generator=bank("mask")).item(),
+    )
+    torch.manual_seed(123), np.random.seed(5), random.seed(9)
+    restore_rng(state, torch.device("cpu"))
+    other = GeneratorBank(seed=99, rank=3, device=torch.device("cpu"))
+    other.load_state_dict(state["generators"])
+    again = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1).item(),
+        torch.rand(1, generator=other("mask")).item(),
+    )
+    assert again == expected
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+
+class _Pairs(RestorationDataset):
+    def __init__(self, task: str, sigma: float, n: int) -> None:
+        super().__init__()
+        self.task, self.sigma, self.n = task, sigma, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def sample(self, index: int, generator: torch.Generator) -> dict:
+        gt = torch.rand(3, 21, 19, generator=generator)
+        lq = (gt + self.sigma * torch.randn(3, 21, 19, generator=generator)).clamp(0, 1)
+        return {"lq": lq, "gt": gt, "task": self.task, "path": str(index)}
+
+
+def test_validation_is_per_task_then_averaged() -> None:
+    sets = [_Pairs("a", 0.05, 3), _Pairs("b", 0.2, 2)]
+    seen = []
+
+    class Identity(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return x
+
+    results = validate(Identity(), sets, ctx=DistContext(), preset="rgb", crop_border=2, multiple=8)
+    assert set(seen) == {(24, 24)}  # padded to the model's multiple, cropped back for the metric
+    for d in sets:
+        scores = [float(psnr(d[i]["lq"], d[i]["gt"], "rgb", 2)) for i in range(len(d))]
+        assert results[f"psnr/{d.task}"] == pytest.approx(np.mean(scores))
+    assert results["psnr"] == pytest.approx((results["psnr/a"] + results["psnr/b"]) / 2)
+    assert 0 < results["ssim/b"] < results["ssim/a"] < 1
+
+
+def test_padding_helpers() -> None:
+    x = torch.arange(15.0).view(1, 1, 3, 5)
+    padded = pad_to_multiple(x, 4)
+    assert padded.shape == (1, 1, 4, 8) and torch.equal(padded[..., :3, :5], x)
+    assert pad_to_multiple(torch.zeros(1, 1, 2, 2), 8).shape == (1, 1, 8, 8)  # too small to reflect
+    out = restore_whole(lambda t: 2 * t, torch.full((1, 3, 5, 6), 0.4), multiple=4)
+    assert out.shape == (1, 3, 5, 6) and torch.allclose(out, torch.full_like(out, 0.8))
+
+
+def test_unknown_method_and_options() -> None:
+    with pytest.raises(ObjectiveError, match="unknown training method 'ram'; known: restore"):
+        build_objective("ram", {})
+    with pytest.raises(ObjectiveError, match="method 'restore' takes no options, got: ratio"):
+        build_objective("restore", {"ratio": 0.3})
