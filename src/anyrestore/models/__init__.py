@@ -1,6 +1,6 @@
 """Restoration backbones, one file each, registered in :mod:`anyrestore.models.registry`."""
 
-from anyrestore.models import nafnet, promptir, restormer, swinir  # noqa: F401  (each registers its archs)
+from anyrestore.models import edt, ipt, nafnet, promptir, restormer, swinir  # noqa: F401  (registrations)
 from anyrestore.models.registry import (
     ARCHITECTURES,
     Architecture,
