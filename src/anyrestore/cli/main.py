@@ -10,10 +10,12 @@ from anyrestore import __version__
 from anyrestore.cli import (
     degrade_cmd,
     evaluate_cmd,
+    export_cmd,
     info_cmd,
     mac_cmd,
     recipes_cmd,
     restore_cmd,
+    serve_cmd,
     train_cmd,
 )
 from anyrestore.errors import AnyRestoreError
@@ -27,6 +29,8 @@ COMMANDS = {
     "train": train_cmd,
     "recipes": recipes_cmd,
     "mac": mac_cmd,
+    "serve": serve_cmd,
+    "export": export_cmd,
 }
 
 

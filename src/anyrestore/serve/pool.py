@@ -1,0 +1,195 @@
+"""The models a server offers: listed up front, loaded once on first use, run one request at a time.
+
+The optional degradation-analysis hook: a model whose loaded object (the :class:`LoadedModel`, its
+module, or the bare network inside normalisation / DDP wrappers) has a callable ``analyze(image)``
+taking a (1, 3, H, W) float tensor in [0, 1] on the model's device and returning a mapping of
+degradation name to weight, gets its analysis shown; any other model simply has none.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from anyrestore.errors import AnyRestoreError
+from anyrestore.inference import Restorer
+from anyrestore.models.checkpoint import LoadedModel
+from anyrestore.models.normalize import bare_model
+from anyrestore.serve.errors import ServeError
+
+Analyzer = Callable[[torch.Tensor], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One choice on the page: the id the page sends back, what it shows, and what to load."""
+
+    id: str
+    label: str
+    description: str
+    spec: str | None  # for resolve_model; None for models added already loaded
+
+
+def find_analyzer(loaded: LoadedModel) -> Analyzer | None:
+    """The model's ``analyze`` callable, if it has a degradation estimator; else ``None``."""
+    for obj in (loaded, loaded.module, bare_model(loaded.module)):
+        analyze = getattr(obj, "analyze", None)
+        if callable(analyze):
+            return analyze
+    return None
+
+
+def _as_weights(result: Any) -> dict[str, float]:
+    """``analyze()``'s mapping as plain floats, largest first; anything else is a clear error."""
+    if not isinstance(result, Mapping):
+        raise ServeError(
+            f"analyze() returned {type(result).__name__}, expected a dict of degradation weights"
+        )
+    weights = {}
+    for name, value in result.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ServeError(f"analyze() weight {name!r} has {value.numel()} values, expected one")
+            value = value.item()
+        weights[str(name)] = float(value)
+    return dict(sorted(weights.items(), key=lambda kv: -kv[1]))
+
+
+class ModelPool:
+    """Embedded models plus the given checkpoints; each loaded once and cached, inference serialised.
+
+    One lock covers loading and running: requests for two models never hold both in flight at once
+    (memory stays bounded), and a model is never run from two threads (tiling state is per restorer).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[str] = (),
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        tile: int | None = None,
+        include_embedded: bool = True,
+    ) -> None:
+        self.device, self.precision, self.tile = device, precision, tile
+        self._entries: dict[str, ModelEntry] = {}
+        self._loaded: dict[str, LoadedModel] = {}
+        self._restorers: dict[str, Restorer] = {}
+        self._lock = threading.Lock()
+        self.default_id: str | None = None
+        for spec in specs:
+            self.add_spec(spec)
+        if include_embedded:
+            self._add_embedded()
+        if self.default_id is None and self._entries:
+            self.default_id = next(iter(self._entries))
+
+    # ------------------------------------------------------------------ listing
+
+    def _unique_id(self, base: str) -> str:
+        candidate, n = base, 2
+        while candidate in self._entries:
+            candidate, n = f"{base}-{n}", n + 1
+        return candidate
+
+    def _add_embedded(self) -> None:
+        from anyrestore.models.zoo import DEFAULT_MODEL, EMBEDDED, embedded_path
+
+        for name, model in sorted(EMBEDDED.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0])):
+            if name in self._entries:
+                continue
+            try:
+                embedded_path(name)
+            except AnyRestoreError:
+                continue  # listed in the package but its weights are not installed
+            self._entries[name] = ModelEntry(name, f"{name} (embedded)", model.description, name)
+            if name == DEFAULT_MODEL and self.default_id is None:
+                self.default_id = name
+
+    def add_spec(self, spec: str) -> str:
+        """Add a checkpoint file or embedded name; files are loaded now so a bad one fails at start."""
+        from anyrestore.models.zoo import EMBEDDED, resolve_model
+
+        path = Path(spec)
+        if not path.exists() and spec in EMBEDDED:
+            if spec not in self._entries:
+                self._entries[spec] = ModelEntry(spec, f"{spec} (embedded)", EMBEDDED[spec].description, spec)
+            self.default_id = self.default_id or spec
+            return spec
+        loaded = resolve_model(spec, device="cpu")
+        return self.add_loaded(path.name, loaded, description=str(path), spec=spec)
+
+    def add_loaded(
+        self, name: str, loaded: LoadedModel, *, description: str = "", spec: str | None = None
+    ) -> str:
+        """Offer an already loaded model under ``name`` (made unique); returns its id."""
+        model_id = self._unique_id(name)
+        label = f"{name} ({loaded.descriptor.architecture})"
+        self._entries[model_id] = ModelEntry(model_id, label, description or label, spec)
+        self._loaded[model_id] = loaded
+        self.default_id = self.default_id or model_id
+        return model_id
+
+    @property
+    def entries(self) -> list[ModelEntry]:
+        return list(self._entries.values())
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The JSON the page lists; ``analyze`` is null until a model has been loaded."""
+        out = []
+        for entry in self._entries.values():
+            loaded = self._loaded.get(entry.id)
+            out.append(
+                {
+                    "id": entry.id,
+                    "label": entry.label,
+                    "description": entry.description,
+                    "default": entry.id == self.default_id,
+                    "architecture": loaded.descriptor.architecture if loaded else None,
+                    "analyze": (find_analyzer(loaded) is not None) if loaded else None,
+                }
+            )
+        return out
+
+    # ------------------------------------------------------------------ running
+
+    def _restorer(self, model_id: str) -> Restorer:
+        """The cached :class:`Restorer` of ``model_id``, built on first use; call with the lock held."""
+        from anyrestore.models.zoo import resolve_model
+
+        if model_id not in self._entries:
+            known = ", ".join(self._entries) or "none"
+            raise ServeError(f"unknown model {model_id!r} (available: {known})", 404)
+        if model_id not in self._restorers:
+            if model_id not in self._loaded:
+                self._loaded[model_id] = resolve_model(self._entries[model_id].spec, device="cpu")
+            self._restorers[model_id] = Restorer(
+                self._loaded[model_id], device=self.device, precision=self.precision, tile=self.tile
+            )
+        return self._restorers[model_id]
+
+    def has_analyzer(self, model_id: str) -> bool:
+        with self._lock:
+            self._restorer(model_id)
+            return find_analyzer(self._loaded[model_id]) is not None
+
+    def restore(self, model_id: str, pixels: torch.Tensor) -> torch.Tensor:
+        """Restore a (1, 3, H, W) [0, 1] batch with ``model_id``; returns it on the CPU."""
+        with self._lock:
+            return self._restorer(model_id)(pixels).cpu()
+
+    def analyze(self, model_id: str, pixels: torch.Tensor) -> dict[str, float]:
+        """Degradation weights of a (1, 3, H, W) [0, 1] image, largest first."""
+        with self._lock:
+            restorer = self._restorer(model_id)
+            analyzer = find_analyzer(self._loaded[model_id])
+            if analyzer is None:
+                raise ServeError(f"model {model_id!r} has no degradation estimator", 409)
+            with torch.no_grad():
+                result = analyzer(pixels.to(restorer.device, torch.float32))
+        return _as_weights(result)
