@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 from anyrestore import __version__
 from anyrestore.cli import (
+    abair_cmd,
+    analyze_cmd,
     degrade_cmd,
     evaluate_cmd,
     export_cmd,
@@ -31,6 +33,8 @@ COMMANDS = {
     "mac": mac_cmd,
     "serve": serve_cmd,
     "export": export_cmd,
+    "abair": abair_cmd,
+    "analyze": analyze_cmd,
 }
 
 

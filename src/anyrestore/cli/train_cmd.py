@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import anyrestore.methods.abair  # noqa: F401  (registers the abair_* objectives)
     from anyrestore.train import Trainer, load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)

@@ -1,0 +1,453 @@
+"""ABAIR: degradation CutMix labels, adapter blending equals merging, one-hot merging, bitwise-stable
+extension with a new degradation, the estimator's distributions, bundles, recipes and the two commands.
+
+Everything runs on a tiny PromptIR (width 8, one block per level) on one CPU thread; the end-to-end
+pipeline trains each phase for a few iterations on 32x32 crops of scikit-image photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from anyrestore.adapters import adapter_state_dict, inject, load_adapter, merge_lora
+from anyrestore.cli import abair_cmd, analyze_cmd
+from anyrestore.data import SyntheticDataset, collate
+from anyrestore.degrade import apply_sequence
+from anyrestore.errors import AnyRestoreError
+from anyrestore.inference import Restorer
+from anyrestore.methods.abair import (
+    ABAIRError,
+    ABAIRModel,
+    DegradationEstimator,
+    SegHead,
+    Synthesizer,
+    add_degradation,
+    build,
+    load_bundle,
+    load_bundle_model,
+    parse_degradations,
+    parse_options,
+    read_bundle,
+    save_bundle,
+)
+from anyrestore.methods.abair.objectives import PretrainNet, PretrainObjective
+from anyrestore.methods.abair.pipeline import adapter_recipe, estimator_recipe
+from anyrestore.methods.abair.synthesis import prepare_batch
+from anyrestore.models.checkpoint import load_model
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.serve import find_analyzer
+from anyrestore.train import GeneratorBank, StepContext, WeightedLoss, load_recipe, packaged_recipes
+from anyrestore.train.recipe import LossTerm
+
+TINY = {
+    "dim": 8,
+    "num_blocks": [1, 1, 1, 1],
+    "num_refinement_blocks": 1,
+    "heads": [1, 1, 2, 2],
+    "prompt_dims": [8, 8, 16],
+    "prompt_sizes": [8, 4, 2],
+}
+DESCRIPTOR = ModelDescriptor.for_architecture("promptir", TINY)
+ADAPTERS = ("rain", "haze", "noise")
+
+# A short run of the packaged tiny recipe: two degradations, 32x32 crops, a few iterations per phase.
+QUICK = [
+    "data.val=null",
+    "data.train.batch_size=2",
+    "data.train.sets.0.patch_size=32",
+    "schedule.iterations=3",
+    "schedule.warmup=0",
+    "checkpoint.every=3",
+    "log.every=3",
+    "method.options.degradations={noise: 'noise:sigma=5..50', haze: 'haze:random'}",
+    "method.options.adapters.iterations=2",
+    "method.options.adapters.warmup=0",
+    "method.options.estimator.iterations=2",
+    "method.options.estimator.warmup=0",
+    "method.options.estimator.batch_size=4",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run faster on one thread, and the CPU is shared; the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _adapter(backbone: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """Random rank-4 q/k/v LoRA tensors for ``backbone``, under the shared LoRA's key names."""
+    plain = copy.deepcopy(backbone)
+    inject(plain, "lora", rank=4, alpha=4.0, targets=("q", "k", "v"))
+    g = torch.Generator().manual_seed(seed)
+    return {k: 0.2 * torch.randn(v.shape, generator=g) for k, v in adapter_state_dict(plain).items()}
+
+
+@pytest.fixture(scope="module")
+def model() -> ABAIRModel:
+    """A tiny ABAIR model with three random adapters, a random estimator and a segmentation head."""
+    torch.manual_seed(0)
+    backbone = DESCRIPTOR.build().eval()
+    tensors = {name: _adapter(backbone, i) for i, name in enumerate(ADAPTERS)}
+    seg = SegHead(16, 1 + len(ADAPTERS))
+    m = ABAIRModel(backbone, DESCRIPTOR, seg_head=seg, seg_classes=["clean", *ADAPTERS])
+    for name in ADAPTERS:
+        m.add_adapter(name, tensors[name])
+    m.set_estimator(DegradationEstimator(1 + len(ADAPTERS), widths=(8, 8, 16, 16), hidden=16))
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    """Two real photos (astronaut, chelsea), 32x32."""
+    from skimage import data
+
+    arrays = [
+        np.array(Image.fromarray(getattr(data, n)()).resize((32, 32))) for n in ("astronaut", "chelsea")
+    ]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Training photos (chelsea, coffee, rocket at 64 px high) for the tiny recipe."""
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    (root / "train").mkdir()
+    for name in ("chelsea", "coffee", "rocket"):
+        im = Image.fromarray(getattr(data, name)())
+        im.resize((im.width * 64 // im.height, 64), Image.Resampling.LANCZOS).save(
+            root / "train" / f"{name}.png"
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle built end to end by the three phases of the tiny recipe (noise, haze)."""
+    out = tmp_path_factory.mktemp("abair")
+    return build(_quick_recipe(photos), out / "run", progress=False)
+
+
+def _quick_recipe(photos: Path):
+    return load_recipe("abair_tiny", [f"data_root={photos}", *QUICK])
+
+
+def _cli(argv: list[str]) -> int:
+    """The two commands as ``anyrestore.cli.main`` runs them (HELP, add_arguments, run)."""
+    parser = argparse.ArgumentParser(prog="anyrestore")
+    sub = parser.add_subparsers(dest="command")
+    for name, module in (("abair", abair_cmd), ("analyze", analyze_cmd)):
+        module.add_arguments(sub.add_parser(name, help=module.HELP))
+    args = parser.parse_args(argv)
+    return (abair_cmd if args.command == "abair" else analyze_cmd).run(args)
+
+
+# ------------------------------------------------------------------------------------------ synthesis
+
+
+def test_cutmix_labels_match_the_regions_actually_degraded(images: torch.Tensor) -> None:
+    """Each pixel labelled with a degradation holds exactly that degradation's output, unlabelled pixels
+    are the clean image, and no pixel changed without a label; the per-pixel targets follow the labels."""
+    degradations = parse_degradations(
+        {
+            "haze": "haze:beta=1.5",
+            "blur": "blur:sigma=2",
+            "quantize": "quantize:bits=3",
+            "dark": "low_light:shot=0,read=0",
+        }
+    )
+    synth = Synthesizer(degradations, clean=0, single=0, mixed=0, cutmix=1, cutmix_regions=4)
+    g = torch.Generator().manual_seed(1)
+    seen = set()
+    for i in range(12):
+        clean = images[i % 2]
+        s = synth(clean, g)
+        assert s.mode == "cutmix" and s.labels.shape == (len(s.steps), 32, 32)
+        assert int(s.labels.sum(0).max()) <= 1  # one degradation per pixel
+        for j, step in enumerate(s.steps):
+            whole, _ = apply_sequence(clean[None], [step])
+            mask = s.labels[j]
+            assert torch.equal(s.lq[:, mask], whole[0][:, mask])
+            seen.add(s.step_classes[j])
+        unlabelled = ~s.labels.any(0)
+        assert torch.equal(s.lq[:, unlabelled], clean[:, unlabelled])
+        changed = (s.lq != clean).any(0)
+        assert not bool((changed & unlabelled).any())
+        target = synth.pixel_target(s)
+        assert torch.allclose(target.sum(0), torch.ones(32, 32))
+        for j, c in enumerate(s.step_classes):
+            assert bool((target[c][s.labels[j]] == 1).all())
+        assert bool((target[0][unlabelled] == 1).all())
+    assert seen == {1, 2, 3, 4}
+
+
+def test_region_datasets_and_real_tasks_map_to_the_classes(photos: Path) -> None:
+    """A dataset that mixes by region itself (operators in another order) and a real task name give
+    targets over the method's classes; a task naming no class is a one-line error."""
+    synth = Synthesizer(parse_degradations({"haze": "haze", "noise": "noise"}))
+    files = sorted((photos / "train").iterdir())
+    ds = SyntheticDataset(
+        files, [("noise", {"sigma": 30.0}), ("haze", {})], mode="regions", patch_size=32, seed=3
+    )
+    batch = collate([ds[0], ds[1]])
+    p = prepare_batch(batch, synth, torch.Generator().manual_seed(0), pixels=True)
+    assert torch.equal(p.lq, batch["lq"])
+    noise_pixels = batch["labels"] == 1  # the dataset's label 1 is its first operator, noise
+    assert bool((p.pixel_target[:, 2][noise_pixels] == 1).all())
+    assert bool((p.pixel_target[:, 1][batch["labels"] == 2] == 1).all())
+    assert torch.allclose(p.image_target.sum(1), torch.ones(2))
+
+    batch = {"lq": batch["lq"], "gt": batch["gt"], "task": ["fog", "haze+noise"], "path": ["a", "b"]}
+    p = prepare_batch(batch, synth, None, aliases={"fog": "haze"}, pixels=True)
+    assert p.image_target.tolist() == [[0.0, 1.0, 0.0], [0.0, 0.5, 0.5]]
+    with pytest.raises(ABAIRError, match="'fog' is none of the classes"):
+        prepare_batch(batch, synth, None)
+
+
+def test_synthesis_specs_ranges_and_errors() -> None:
+    (blur,) = parse_degradations({"blur": ["blur:sigma=1..3,kernel_size=9", "motion_blur:length=5..9"]})
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        op, params = blur.draw(g)
+        if op == "blur":
+            assert 1 <= params["sigma"] <= 3 and params["kernel_size"] == 9
+        else:
+            assert 5 <= params["length"] <= 9
+    for bad, message in (
+        ({"Rain": "rain"}, "not a valid degradation name"),
+        ({"rain": "rain:density=0.02..0.01"}, "bad range"),
+        ({"rain": "rian"}, "unknown degradation 'rian'"),
+        ({"haze": "haze:depth=0..1"}, "takes no range"),
+    ):
+        with pytest.raises(ABAIRError, match=message) as info:
+            parse_degradations(bad)
+        assert "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------- blending
+
+
+def test_soft_weights_equal_merged_weights(model: ABAIRModel, images: torch.Tensor) -> None:
+    """Soft blending (W + sum_k w_k B_k A_k computed each pass) equals inference with the blend merged
+    into the weights through the shared inject("lora", rank 4K) + merge_lora; so do sum and average."""
+    with torch.no_grad():
+        for mode in ("soft", "sum", "average"):
+            model.blend = mode
+            out = model(images)
+            coefficients = model.coefficients(images)
+            assert not torch.equal(out, model.run(images, [0.0] * len(ADAPTERS)))
+            for i in range(len(images)):
+                merged = model.merged(coefficients[i])
+                assert torch.allclose(merged(images[i : i + 1]), out[i : i + 1], atol=2e-5, rtol=0)
+        model.blend = "soft"
+        with model.fixed({"rain": 0.3, "noise": 0.7}):
+            out = model(images)
+        assert torch.allclose(model.merged({"rain": 0.3, "noise": 0.7})(images), out, atol=2e-5, rtol=0)
+
+
+def test_onehot_merged_equals_unmerged(model: ABAIRModel, images: torch.Tensor, tmp_path: Path) -> None:
+    """One-hot blending through the banks equals the top adapter merged into a plain backbone, both by
+    ABAIRModel.merged and by the exported adapter file loaded and merged with the shared adapter API."""
+    model.blend = "onehot"
+    try:
+        with torch.no_grad():
+            coefficients = model.coefficients(images)
+            out = model(images)
+            for i in range(len(images)):
+                assert sorted(coefficients[i].tolist()) in ([0.0, 0.0, 1.0], [0.0, 0.0, 0.0])
+                merged = model.merged(coefficients[i])
+                assert torch.allclose(merged(images[i : i + 1]), out[i : i + 1], atol=2e-5, rtol=0)
+            save_bundle(tmp_path / "b.safetensors", model)
+            assert (
+                _cli(
+                    [
+                        "abair",
+                        "export-adapter",
+                        str(tmp_path / "b.safetensors"),
+                        "haze",
+                        "-o",
+                        str(tmp_path / "h.safetensors"),
+                    ]
+                )
+                == 0
+            )
+            plain = model.plain_backbone()
+            load_adapter(plain, tmp_path / "h.safetensors")
+            merge_lora(plain)
+            with model.fixed({"haze": 1.0}):
+                assert torch.allclose(plain(images), model(images), atol=2e-5, rtol=0)
+    finally:
+        model.blend = "soft"
+
+
+def test_estimator_weights_are_distributions(model: ABAIRModel) -> None:
+    """Per-image weights are non-negative and sum to one, for any size (large images go by crops)."""
+    estimator = model.estimator
+    assert estimator is not None
+    g = torch.Generator().manual_seed(0)
+    for shape in ((3, 3, 17, 23), (1, 3, 64, 64)):
+        p = model.probabilities(torch.rand(shape, generator=g))
+        assert p.shape == (shape[0], 1 + len(ADAPTERS))
+        assert bool((p >= 0).all()) and torch.allclose(p.sum(1), torch.ones(shape[0]))
+    small = DegradationEstimator(4, widths=(8, 8), hidden=8, crop=16, max_pixels=24 * 24).eval()
+    assert len(small.crops(torch.rand(1, 3, 40, 50))) == 9
+    p = small.probabilities(torch.rand(2, 3, 40, 50, generator=g))
+    assert torch.allclose(p.sum(1), torch.ones(2))
+    mix = model.analyze(torch.rand(1, 3, 24, 24, generator=g))
+    assert list(mix) == ["clean", *ADAPTERS] and abs(sum(mix.values()) - 1) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------- bundles
+
+
+def test_bundle_round_trip_and_loaders(model: ABAIRModel, images: torch.Tensor, tmp_path: Path) -> None:
+    """A saved bundle restores identically; the ordinary loader opens it as the plain Phase I backbone;
+    as a LoadedModel it runs in Restorer and offers the web demo's analyze hook."""
+    path = save_bundle(tmp_path / "bundle.safetensors", model)
+    again = load_bundle(path)
+    with torch.no_grad():
+        assert torch.equal(again(images), model(images))
+        plain = load_model(path)
+        assert torch.equal(plain.module(images), model.run(images, [0.0] * len(ADAPTERS)))
+        loaded = load_bundle_model(path)
+        assert loaded.descriptor.normalization == "none" and len(loaded.descriptor.adapters) == 3
+        restored = Restorer(loaded, tile=0)(images[:1])
+        assert restored.shape == (1, 3, 32, 32)
+        assert find_analyzer(loaded) is not None
+    with pytest.raises(ABAIRError, match="not an ABAIR bundle"):
+        read_bundle(_plain_file(tmp_path))
+
+
+def _plain_file(tmp_path: Path) -> Path:
+    from anyrestore.models.checkpoint import save_model
+
+    return save_model(tmp_path / "plain.safetensors", DESCRIPTOR, DESCRIPTOR.build())
+
+
+def test_pretrain_objective_trains_both_heads(images: torch.Tensor) -> None:
+    """Phase I's loss is restoration + weighted segmentation; gradients reach the head and the backbone,
+    and an EMA-style deep copy captures its own features."""
+    objective = PretrainObjective(parse_options({"degradations": {"noise": "noise", "haze": "haze"}}))
+    torch.manual_seed(0)
+    net = objective.prepare_model(DESCRIPTOR.build())
+    assert isinstance(net, PretrainNet)
+    ctx = StepContext(
+        1,
+        torch.device("cpu"),
+        WeightedLoss.from_terms([LossTerm("l1")]),
+        GeneratorBank(0, 0, torch.device("cpu")),
+    )
+    batch = {"lq": images, "gt": images, "task": ["clean", "clean"], "path": ["a", "b"]}
+    loss, parts = objective.loss(net, batch, ctx)
+    assert set(parts) == {"l1", "seg"} and torch.isfinite(loss)
+    loss.backward()
+    assert net.seg_head.body[0].weight.grad.abs().sum() > 0
+    assert net.backbone.output.weight.grad.abs().sum() > 0
+    twin = copy.deepcopy(net)
+    restored, logits = twin(images, with_seg=True)
+    assert logits.shape == (2, 3, 32, 32) and not net._store
+
+
+# ------------------------------------------------------------------------------------ end to end
+
+
+def test_add_degradation_leaves_backbone_and_adapters_bitwise_unchanged(
+    built: Path, photos: Path, tmp_path: Path
+) -> None:
+    """The three phases build a complete bundle; adding a degradation trains one adapter and a new
+    estimator, and every tensor of the backbone, the old adapters and the segmentation head is bitwise
+    what it was. Building again is a no-op; the source bundle is never written."""
+    before = read_bundle(built)
+    assert before.adapter_names == ["noise", "haze"]
+    assert before.meta["estimator"]["classes"] == ["clean", "noise", "haze"]
+    stamp = built.stat().st_mtime_ns
+    assert build(_quick_recipe(photos), built.parent, progress=False) == built
+    assert built.stat().st_mtime_ns == stamp
+    new = add_degradation(built, "jpeg", ["jpeg:quality=10..60"], tmp_path / "jpeg", progress=False)
+    assert built.stat().st_mtime_ns == stamp
+    after = read_bundle(new)
+    assert after.adapter_names == ["noise", "haze", "jpeg"]
+    assert after.meta["estimator"]["classes"] == ["clean", "noise", "haze", "jpeg"]
+    for part in ("backbone", "seg_head"):
+        old, cur = getattr(before, part), getattr(after, part)
+        assert old.keys() == cur.keys() and all(torch.equal(old[k], cur[k]) for k in old)
+    for name in before.adapter_names:
+        old, cur = before.adapters[name], after.adapters[name]
+        assert old.keys() == cur.keys() and all(torch.equal(old[k], cur[k]) for k in old)
+    assert not any(
+        torch.equal(after.adapters["jpeg"][k], before.adapters["noise"][k]) for k in after.adapters["jpeg"]
+    )
+    model = load_bundle(new)
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 16, 16)).shape == (2, 3, 16, 16)
+    with pytest.raises(ABAIRError, match="already has an adapter 'haze'"):
+        add_degradation(built, "haze", ["haze"], tmp_path / "again", progress=False)
+
+
+def test_cli_info_and_analyze(
+    built: Path, photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert _cli(["abair", "info", str(built)]) == 0
+    text = capsys.readouterr().out
+    assert "adapter        noise: noise:sigma=5..50" in text and "estimator      clean, noise, haze" in text
+    out = tmp_path / "maps"
+    code = _cli(
+        [
+            "analyze",
+            str(photos / "train"),
+            "--model",
+            str(built),
+            "-o",
+            str(out),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--tile",
+            "32",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all("clean" in line and "noise" in line for line in lines)
+    overlay = Image.open(out / "chelsea_degradations.png")
+    assert overlay.width == Image.open(photos / "train" / "chelsea.png").width and overlay.height > 64
+    mixes = json.loads((tmp_path / "m.json").read_text())
+    assert all(abs(sum(m.values()) - 1) < 1e-5 for m in mixes.values())
+    with pytest.raises(AnyRestoreError, match="not an ABAIR bundle"):
+        _cli(["analyze", str(photos / "train"), "--model", str(_plain_file(tmp_path))])
+
+
+# ---------------------------------------------------------------------------------------- recipes
+
+
+@pytest.mark.parametrize("name", [n for n in packaged_recipes() if n.startswith("abair_")])
+def test_packaged_recipes_and_their_derived_runs_validate(name: str) -> None:
+    recipe = load_recipe(name)
+    options = parse_options(recipe.method.options)
+    assert recipe.method.name == "abair_pretrain" and options.adapters.rank == 4
+    for degradation in options.names:
+        derived = adapter_recipe(recipe, options, degradation, Path("bundle.safetensors"))
+        assert derived.method.options["adapter"] == degradation and derived.ema is None
+    assert estimator_recipe(recipe, options).method.name == "abair_estimator"
+
+
+def test_option_errors_name_the_key() -> None:
+    for options, message in (
+        ({"adapters": {"rnak": 4}}, "method.options.adapters.rnak: unknown key"),
+        ({"adapters": {"data": {"snow": []}}}, "adapters.data.snow: not one of the degradations"),
+        ({"aliases": {"fog": "smoke"}}, "aliases.fog: 'smoke' is none of the classes"),
+        ({"estimator": {"iterations": 10, "warmup": 10}}, "estimator.warmup: must lie in"),
+    ):
+        with pytest.raises(ABAIRError, match=message):
+            parse_options(options)
