@@ -100,6 +100,9 @@ def test_own_format_round_trip_is_bitwise(tmp_path: Path) -> None:
         _output(load_model(tmp_path / "m.safetensors", prefer_ema=False).module), _output(model)
     )
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
     # The public API.
     module, desc = anyrestore.load_model(tmp_path / "m.safetensors")
     assert desc.architecture == "nafnet" and not module.training

@@ -30,6 +30,16 @@ def register_embedded(model: EmbeddedModel) -> None:
     EMBEDDED[model.name] = model
 
 
+register_embedded(
+    EmbeddedModel(
+        DEFAULT_MODEL,
+        "default.safetensors",
+        "compact all-in-one NAFNet (1.96M parameters) trained on CPU with the default_model recipe: "
+        "noise, blur, motion blur, JPEG, haze, rain, low light and mixtures (docs/default-model.md)",
+    )
+)
+
+
 def weights_dir() -> Path:
     return Path(str(resources.files("anyrestore") / "weights"))
 

@@ -1,0 +1,42 @@
+"""The embedded default model: present in the package, loadable by name, and actually restoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from anyrestore.cli.main import main
+from anyrestore.evaluate import psnr
+from anyrestore.io import read_image
+from anyrestore.models.checkpoint import CheckpointError
+from anyrestore.models.zoo import DEFAULT_MODEL, EMBEDDED, embedded_path, resolve_model
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "chelsea-noise25.png"
+
+
+def test_default_model_ships_with_the_package() -> None:
+    path = embedded_path(DEFAULT_MODEL)
+    assert path.stat().st_size < 20 * 2**20
+    loaded = resolve_model(None)
+    assert DEFAULT_MODEL in EMBEDDED
+    assert loaded.descriptor.architecture == "nafnet"
+    assert sum(p.numel() for p in loaded.module.parameters()) < 5_000_000
+
+
+def test_default_model_restores_the_example(tmp_path: Path) -> None:
+    from skimage import data
+
+    clean = torch.from_numpy(np.array(data.chelsea())).permute(2, 0, 1)[None].float() / 255.0
+    assert main(["restore", str(EXAMPLE), "-o", str(tmp_path), "--quiet"]) == 0
+    restored = read_image(tmp_path / EXAMPLE.name).pixels[None]
+    noisy = read_image(EXAMPLE).pixels[None]
+    before, after = float(psnr(noisy, clean)), float(psnr(restored, clean))
+    assert after > before + 3.0, (before, after)
+
+
+def test_unknown_model_name_is_a_clear_error() -> None:
+    with pytest.raises(CheckpointError, match="neither a file nor an embedded model"):
+        resolve_model("no-such-model")
