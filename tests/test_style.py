@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ TARGETS = ["src", "tests", "benchmarks"]
 
 
 def _ruff() -> str:
-    ruff = shutil.which("ruff")
+    beside = Path(sys.executable).with_name("ruff")  # the environment running the tests, activated or not
+    ruff = str(beside) if beside.exists() else shutil.which("ruff")
     if ruff is None:
         pytest.fail("ruff is not installed: install the test extra, pip install -e '.[test]'")
     return ruff

@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", default=None, help="checkpoint file or embedded model name (default model)"
     )
     parser.add_argument(
+        "--adapter",
+        default=None,
+        metavar="FILE",
+        help="adapter file (an adapter run's adapter.safetensors) to apply to --model, its base",
+    )
+    parser.add_argument(
         "--tile", type=int, default=None, help="tile size in pixels; 0 = never tile; default: auto"
     )
     parser.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles (default 32)")
@@ -53,8 +59,14 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(args.inputs)
     if not paths:
         raise AnyRestoreError("no images found in the given inputs")
+    if args.adapter is None:
+        loaded = resolve_model(args.model)
+    else:
+        from anyrestore.inference.adapters import load_adapted
+
+        loaded = load_adapted(args.model, args.adapter)
     restorer = Restorer(
-        resolve_model(args.model),
+        loaded,
         device=args.device,
         precision=args.precision,
         tile=args.tile,

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import anyrestore.methods.abair  # noqa: F401  (registers the abair_* objectives)
+    import anyrestore.methods.adaptir  # noqa: F401  (registers the "adapter" training method)
     import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
     from anyrestore.train import Trainer, load_recipe
 

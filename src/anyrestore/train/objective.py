@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,6 +73,11 @@ class Objective:
     def describe(self, descriptor: ModelDescriptor, model: nn.Module) -> ModelDescriptor:
         """The descriptor saved with the weights (methods add their adapters here)."""
         return descriptor
+
+    def finish(self, model: nn.Module, out_dir: Path) -> None:
+        """Called once on the main process after the final weights are written; ``model`` is the module
+        they serve by default (the EMA copy when EMA is on). Methods write extra artefacts here."""
+        return None
 
     def loss(
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext

@@ -363,6 +363,7 @@ class Trainer:
             save_model(
                 weights, self.objective.describe(s.descriptor, s.model), s.model.state_dict(), ema_state
             )
+            self.objective.finish(s.ema.module if s.ema is not None else s.model, self.out_dir)
             s.monitor.message(f"done: {weights}")
         del batches
         ctx.barrier()
