@@ -326,6 +326,10 @@ def test_bundle_round_trip_and_loaders(model: ABAIRModel, images: torch.Tensor, 
         restored = Restorer(loaded, tile=0)(images[:1])
         assert restored.shape == (1, 3, 32, 32)
         assert find_analyzer(loaded) is not None
+        from anyrestore.models.zoo import resolve_model
+
+        assert resolve_model(path).source == "abair"  # what restore / info / serve --model use
+        assert torch.equal(resolve_model(path).module(images), again(images))
     with pytest.raises(ABAIRError, match="not an ABAIR bundle"):
         read_bundle(_plain_file(tmp_path))
 

@@ -6,6 +6,7 @@ Nothing is ever downloaded: a name refers to a safetensors file in ``anyrestore/
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,16 @@ register_embedded(
 )
 
 
+# Methods whose files hold more than one network (an ABAIR bundle: backbone, adapters, estimator) register
+# how to recognise and load them; resolve_model tries these before the plain checkpoint loader.
+SPECIAL_LOADERS: list[tuple[Callable[[Path], bool], Callable[..., LoadedModel]]] = []
+
+
+def register_loader(recognises: Callable[[Path], bool], load: Callable[..., LoadedModel]) -> None:
+    """Let ``resolve_model`` open files that ``recognises`` accepts with ``load(path, device=...)``."""
+    SPECIAL_LOADERS.append((recognises, load))
+
+
 def weights_dir() -> Path:
     return Path(str(resources.files("anyrestore") / "weights"))
 
@@ -62,6 +73,9 @@ def resolve_model(
         spec = DEFAULT_MODEL
     path = Path(spec)
     if path.exists():
+        for recognises, load in SPECIAL_LOADERS:
+            if recognises(path):
+                return load(path, device=device)
         return load_model(path, device=device)
     if isinstance(spec, str) and spec in EMBEDDED:
         return load_model(embedded_path(spec), device=device)

@@ -36,6 +36,7 @@ from anyrestore.methods.abair.synthesis import (
     parse_degradations,
     parse_variant,
 )
+from anyrestore.models.zoo import register_loader
 
 __all__ = [
     "BLEND_MODES",
@@ -63,3 +64,5 @@ __all__ = [
     "save_bundle",
     "write_bundle",
 ]
+
+register_loader(is_bundle, load_bundle_model)  # anyrestore restore / info / serve --model BUNDLE
