@@ -34,6 +34,9 @@ from torch import nn
 from anyrestore.models.detection import shapes_match
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
+# EDT's body is a Swin transformer: the blocks it shares with SwinIR come from there, one copy each.
+from anyrestore.models.swinir import DropPath, Upsample, UpsampleOneStep, init_weights
+
 _EDT_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K RGB mean, subtracted as in the release
 _SIX = (6, 6, 6, 6, 6, 6)
 _MASK_BUFFERS = (".attn_mask_h", ".attn_mask_v")
@@ -159,46 +162,9 @@ class ResBlockSkip(nn.Module):
         return self.block(torch.cat([self.conv(x), skip], dim=1))
 
 
-class Upsample(nn.Sequential):
-    """Conv + pixel shuffle, repeated: x2 steps for powers of two, or a single x3 step."""
-
-    def __init__(self, scale: int, num_feat: int) -> None:
-        layers: list[nn.Module] = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"scale {scale} is not supported (powers of 2 and 3 are)")
-        super().__init__(*layers)
-
-
-class UpsampleOneStep(nn.Sequential):
-    """One conv straight to ``scale**2 * out_chans`` channels and one pixel shuffle (EDT-T)."""
-
-    def __init__(self, scale: int, num_feat: int, out_chans: int) -> None:
-        super().__init__(nn.Conv2d(num_feat, scale**2 * out_chans, 3, 1, 1), nn.PixelShuffle(scale))
-
-
 # --------------------------------------------------------------------------------------------------
 # Transformer body
 # --------------------------------------------------------------------------------------------------
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: zero a sample's residual branch with probability ``p`` while training."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        noise = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * noise / keep
 
 
 class Mlp(nn.Module):
@@ -451,7 +417,7 @@ class SwinBody(nn.Module):
             )
         else:
             raise ValueError(f"resi_connection must be '1conv' or '3conv', got {resi_connection!r}")
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = (x.shape[-2], x.shape[-1])
@@ -460,17 +426,6 @@ class SwinBody(nn.Module):
             tokens = layer(tokens, size)
         feat = self.norm(tokens).transpose(1, 2).reshape(x.shape)
         return self.conv_after_body(feat) + x
-
-
-def _init_weights(m: nn.Module) -> None:
-    """The official initialisation of the body: truncated-normal linears, unit LayerNorms."""
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -411,7 +411,7 @@ class _SwinIRTrunk(nn.Module):
         else:  # denoising, JPEG artefact removal: same-size output
             self.conv_last = nn.Conv2d(embed_dim, in_chans, 3, padding=1)
 
-        self.apply(_init_weights)
+        self.apply(init_weights)
 
     def pad_to_window(self, x: torch.Tensor) -> torch.Tensor:
         ws = self.window_size
@@ -445,7 +445,7 @@ class _SwinIRTrunk(nn.Module):
         return self.conv_last(feat)
 
 
-def _init_weights(m: nn.Module) -> None:
+def init_weights(m: nn.Module) -> None:
     """The official initialisation: truncated-normal linears, unit LayerNorms, default convs."""
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)
