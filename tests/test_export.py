@@ -24,6 +24,13 @@ from anyrestore.models.descriptor import ModelDescriptor
 TOLERANCE = 1e-4
 TINY = {
     "nafnet": {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
+    "curve_nafnet": {
+        "width": 8,
+        "enc_blk_nums": [1, 1],
+        "middle_blk_num": 1,
+        "dec_blk_nums": [1, 1],
+        "curve_width": 8,
+    },
     "restormer": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 2, 2, 4]},
 }
 
@@ -81,6 +88,19 @@ def test_nafnet_dynamic_export_matches_the_restorer(tmp_path: Path, photos: torc
     assert got.shape == x.shape
     assert (got - expected).abs().max() <= TOLERANCE
     assert (got - x).abs().mean() > 1e-3  # the model does change the photos
+
+
+def test_curve_nafnet_dynamic_export(tmp_path: Path, photos: torch.Tensor) -> None:
+    """The default model's design: the thumbnail and its curves are resized inside the graph, so one
+    graph serves every input size."""
+    checkpoint = tiny_model("curve_nafnet", tmp_path / "curve.safetensors")
+    out = tmp_path / "curve.onnx"
+    export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "32", "--dynamic")
+    for x in (photos[:1, :, :45, :61].contiguous(), photos[:, :, :96, :80].contiguous()):
+        expected = Restorer(load_model(checkpoint), device="cpu", tile=0)(x)
+        got = run_onnx(out, x)
+        assert got.shape == x.shape
+        assert (got - expected).abs().max() <= TOLERANCE
 
 
 def test_restormer_fixed_size_export(tmp_path: Path) -> None:

@@ -217,3 +217,32 @@ def test_unknown_method_and_options() -> None:
         build_objective("ram", {})
     with pytest.raises(ObjectiveError, match="method 'restore' takes no options, got: ratio"):
         build_objective("restore", {"ratio": 0.3})
+
+
+def test_staged_objective_supervises_the_curve_stage() -> None:
+    """method 'stages': loss(output) + stage_weight * loss(stage), and the stage itself gets gradients."""
+    from anyrestore.models.curve_nafnet import CurveNAFNet
+    from anyrestore.train import StepContext
+
+    torch.manual_seed(0)
+    model = CurveNAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
+    objective = build_objective("stages", {"stage_weight": 0.25})
+    assert objective.prepare_model(model) is model
+    ctx = StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+    gt = torch.rand(2, 3, 16, 16)
+    lq = (gt * 0.5 + 0.4).clamp(0, 1)
+    loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
+    expected = l1_loss(model(lq), gt) + 0.25 * l1_loss(model.curve(lq), gt)
+    torch.testing.assert_close(loss, expected)
+    assert set(parts) == {"l1", "stage0"}
+    loss.backward()
+    assert model.curve.head.weight.grad.abs().sum() > 0
+
+    with pytest.raises(ObjectiveError, match="no intermediate stages"):
+        objective.prepare_model(nn.Conv2d(3, 3, 1))
+    with pytest.raises(ObjectiveError, match="takes only stage_weight"):
+        build_objective("stages", {"weight": 1.0})
+    with pytest.raises(ObjectiveError, match=">= 0"):
+        build_objective("stages", {"stage_weight": -1.0})

@@ -25,7 +25,7 @@ from anyrestore.models.checkpoint import LoadedModel
 from anyrestore.models.normalize import as_unit_range, bare_model
 
 # Architectures whose export has been checked against PyTorch, static and with dynamic sizes.
-EXPORTABLE = ("nafnet", "restormer", "promptir", "ram_promptir", "swinir", "ram_swinir")
+EXPORTABLE = ("nafnet", "curve_nafnet", "restormer", "promptir", "ram_promptir", "swinir", "ram_swinir")
 # Fixed-size-only architectures: their graphs bake the input size in (SwinIR's shifted-window masks).
 STATIC_ONLY: tuple[str, ...] = ()
 EXPORTERS = ("torchscript", "dynamo")

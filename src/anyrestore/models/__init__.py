@@ -1,6 +1,14 @@
 """Restoration backbones, one file each, registered in :mod:`anyrestore.models.registry`."""
 
-from anyrestore.models import edt, ipt, nafnet, promptir, restormer, swinir  # noqa: F401  (registrations)
+from anyrestore.models import (  # noqa: F401  (registrations)
+    curve_nafnet,
+    edt,
+    ipt,
+    nafnet,
+    promptir,
+    restormer,
+    swinir,
+)
 from anyrestore.models.registry import (
     ARCHITECTURES,
     Architecture,

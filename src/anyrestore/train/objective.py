@@ -8,6 +8,7 @@ own with :func:`register_objective` and recipes select it with ``method: {name: 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,7 +97,46 @@ def _restore(options: Mapping[str, Any]) -> Objective:
     return Objective()
 
 
-OBJECTIVES: dict[str, ObjectiveFactory] = {"restore": _restore}
+class StagedObjective(Objective):
+    """Supervise a model's intermediate restorations too (deep supervision).
+
+    For models whose ``forward(x, return_stages=True)`` returns ``(output, [stage outputs])``, e.g.
+    CurveNAFNet's curve stage: the loss is ``loss(output) + stage_weight * sum(loss(stage))``, all
+    against the clean target. Each stage is then pushed to do its own part (the curve stage the global
+    corrections) instead of waiting for gradients that the later stages may absorb. Calling the wrapped
+    model with a keyword keeps DDP's gradient synchronisation intact.
+    """
+
+    def __init__(self, stage_weight: float) -> None:
+        if stage_weight < 0:
+            raise ObjectiveError(f"method.options.stage_weight must be >= 0, got {stage_weight}")
+        self.stage_weight = float(stage_weight)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if "return_stages" not in inspect.signature(model.forward).parameters:
+            raise ObjectiveError(f"method 'stages': {type(model).__name__} has no intermediate stages")
+        return model
+
+    def loss(
+        self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        pred, stages = model(batch["lq"], return_stages=True)
+        total, parts = ctx.loss(pred, batch["gt"], batch.get("mask"))
+        for i, stage in enumerate(stages):
+            value, _ = ctx.loss(stage, batch["gt"], batch.get("mask"))
+            parts[f"stage{i}"] = value.detach()
+            total = total + self.stage_weight * value
+        return total, parts
+
+
+def _stages(options: Mapping[str, Any]) -> Objective:
+    unknown = set(options) - {"stage_weight"}
+    if unknown:
+        raise ObjectiveError(f"method 'stages' takes only stage_weight, got: {', '.join(sorted(unknown))}")
+    return StagedObjective(float(options.get("stage_weight", 0.5)))
+
+
+OBJECTIVES: dict[str, ObjectiveFactory] = {"restore": _restore, "stages": _stages}
 
 
 def register_objective(name: str, factory: ObjectiveFactory) -> ObjectiveFactory:

@@ -205,6 +205,14 @@ class Trainer:
             load_strict(model, loaded.module.state_dict(), str(path))
         return model, descriptor
 
+    def _origin(self, start: int) -> str:
+        """Where the weights start: a resumed run, pretrained weights, or scratch."""
+        if start:
+            return f"resuming at {start}"
+        if self.recipe.model.pretrained is not None:
+            return f"from {self.recipe.model.pretrained}"
+        return "from scratch"
+
     # --------------------------------------------------------------------------------------- run
 
     def run(self) -> TrainResult:
@@ -302,7 +310,7 @@ class Trainer:
             f"{total_params:,} parameters), {' + '.join(f'{d.task} ({len(d)})' for d in train_sets)}, "
             f"batch {t.batch_size} ({ctx.world_size} process(es) x {t.accumulate} x {micro}), "
             f"{r.precision} on {ctx.device}, "
-            f"{'resuming at ' + str(s.start) if s.start else 'from scratch'} -> {self.out_dir}"
+            f"{self._origin(s.start)} -> {self.out_dir}"
         )
         return s
 

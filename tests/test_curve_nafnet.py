@@ -1,0 +1,113 @@
+import math
+
+import pytest
+import torch
+
+from anyrestore.degrade import haze, low_light
+from anyrestore.models.checkpoint import load_model
+from anyrestore.models.curve_nafnet import CURVE_EPS, CurveNAFNet, CurveStage, infer_curve_nafnet_config
+from anyrestore.models.nafnet import NAFNet, infer_nafnet_config
+from anyrestore.models.registry import count_parameters, get_architecture
+
+TINY = dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
+
+
+def _set_curves(stage: CurveStage, log_a: list[float], p: list[float], c: list[float]) -> None:
+    """Make the stage apply one curve everywhere: zero weights, biases the inverse of its squashing."""
+    with torch.no_grad():
+        stage.head.weight.zero_()
+        raw_a = [3.0 * math.atanh(v / 3.0) for v in log_a]
+        raw_p = [1.5 * math.atanh(math.log(v) / 1.5) for v in p]
+        stage.head.bias.copy_(torch.tensor(raw_a + raw_p + c))
+
+
+def test_default_config_size_and_round_trip():
+    model = CurveNAFNet()
+    assert count_parameters(model) == 1_996_380
+    assert count_parameters(model.curve) == 35_241
+    cfg = infer_curve_nafnet_config(model.state_dict())
+    assert cfg is not None and cfg["width"] == 16 and cfg["curve_grid"] == 16 and cfg["curve_width"] == 32
+    CurveNAFNet(**cfg).load_state_dict(model.state_dict(), strict=True)
+
+
+def test_grid_comes_back_from_the_weights():
+    for grid in (8, 16, 32):
+        cfg = {**TINY, "curve_grid": grid}
+        found = infer_curve_nafnet_config(CurveNAFNet(**cfg).state_dict())
+        assert found is not None and found["curve_grid"] == grid and found["curve_width"] == 8
+
+
+def test_rejects_other_architectures():
+    sd = CurveNAFNet(**TINY).state_dict()
+    nafnet = NAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1]).state_dict()
+    assert infer_curve_nafnet_config(nafnet) is None
+    assert infer_nafnet_config(sd) is None
+    assert infer_curve_nafnet_config({k: v for k, v in sd.items() if k != "curve.mix.0.weight"}) is None
+    assert infer_curve_nafnet_config({}) is None
+
+
+def test_a_fresh_model_is_its_nafnet():
+    """The curve head starts at zero: loading a trained NAFNet into ``restorer`` changes nothing."""
+    torch.manual_seed(0)
+    model = CurveNAFNet(**TINY).eval()
+    with torch.no_grad():
+        for p in model.restorer.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        x = torch.rand(2, 3, 20, 28)
+        torch.testing.assert_close(model(x), model.restorer(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(model.curve(x), x, rtol=0, atol=1e-6)
+
+
+def test_curves_undo_uniform_haze_exactly():
+    """I = J t + A (1 - t) is inverted by gain 1/t, exponent 1, offset -A (1 - t) / t."""
+    x = torch.rand(1, 3, 32, 48) * 0.9
+    t, airlight = 0.4, [0.9, 0.85, 0.8]
+    hazy = haze(x, beta=-math.log(t), airlight=airlight, depth=torch.ones(32, 48))
+    stage = CurveStage(3, width=8)
+    _set_curves(stage, [math.log(1 / t)] * 3, [1.0] * 3, [-a * (1 - t) / t for a in airlight])
+    with torch.no_grad():
+        torch.testing.assert_close(stage(hazy), x, rtol=0, atol=1e-5)
+
+
+def test_curves_undo_noiseless_under_exposure():
+    """y = g x^gamma is inverted by exponent 1/gamma, gain g^(-1/gamma) and the offset a eps^p that makes
+    the curve a (y + eps)^p (exact but for the eps inside the power)."""
+    x = torch.rand(1, 3, 24, 24) * 0.6 + 0.3
+    gamma, gain = 2.0, 0.3
+    dark = low_light(x, gamma=gamma, gain=gain, shot=0.0, read=0.0)
+    stage = CurveStage(3, width=8)
+    a, p = gain ** (-1 / gamma), 1 / gamma
+    _set_curves(stage, [math.log(a)] * 3, [p] * 3, [a * CURVE_EPS**p] * 3)
+    with torch.no_grad():
+        assert (stage(dark) - x).abs().max() < 1e-2
+
+
+def test_curves_follow_the_thumbnail_not_the_size():
+    """The curve stage sees a fixed-size thumbnail: a flat image gives the same curves at any size."""
+    torch.manual_seed(1)
+    stage = CurveStage(3, width=8).eval()
+    with torch.no_grad():
+        for p in stage.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+        colour = torch.tensor([0.2, 0.5, 0.7])[None, :, None, None]
+        small = stage.curves(colour.expand(1, 3, 32, 32))[0]
+        big = stage.curves(colour.expand(1, 3, 300, 200))[0]
+        torch.testing.assert_close(small.mean(dim=(2, 3)), big.mean(dim=(2, 3)), rtol=1e-5, atol=1e-6)
+        assert small.std() > 0  # position in the frame still matters (padding of the small CNN)
+
+
+def test_loads_from_a_plain_state_dict(tmp_path):
+    model = CurveNAFNet(**TINY)
+    path = tmp_path / "curve.pth"
+    torch.save({"params": model.state_dict()}, path)
+    loaded = load_model(path)
+    assert loaded.descriptor.architecture == "curve_nafnet"
+    assert loaded.descriptor.config["curve_width"] == 8
+
+
+def test_registered():
+    arch = get_architecture("curve_nafnet")
+    assert arch.size_multiple({"enc_blk_nums": [1, 1, 1, 4]}) == 16
+    assert arch.size_multiple({"enc_blk_nums": [1, 1]}) == 4
+    with pytest.raises(ValueError, match="thumb"):
+        CurveStage(3, thumb=64, grid=48)
