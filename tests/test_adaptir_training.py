@@ -194,6 +194,11 @@ def test_adapter_file_reproduces_the_trained_model(adaptir_run: Path, base: Path
     assert not torch.allclose(want, plain)  # the adapter learned something: not the base's output
     restorer = adapted_restorer(base, _adapter_file(adaptir_run), tile=0)
     assert torch.equal(restorer(x), Restorer(trained, tile=0)(x))
+    # The run's weights also open as a plain model: the loader rebuilds the recorded adapter.
+    whole = load_model(adaptir_run / "model.safetensors")
+    assert whole.descriptor.adapters == trained.descriptor.adapters
+    with torch.no_grad():
+        assert torch.equal(whole.module(x), want)
 
 
 @pytest.mark.skipif(not HAS_END_HOOK, reason="the engine does not call Objective.finish yet")
@@ -296,3 +301,7 @@ def test_restore_cli_applies_the_adapter(adaptir_run: Path, base: Path, tmp_path
     want = adapted_restorer(base, _adapter_file(adaptir_run), tile=0)(read_image(tmp_path / "in.png").pixels)
     assert torch.allclose(adapted, want, atol=1 / 65535)
     assert not torch.allclose(adapted, read_image(tmp_path / "plain" / "in.png").pixels, atol=1e-3)
+    # --model on the run's own weights (base + adapter in one file) gives the same photo.
+    whole = ["restore", str(tmp_path / "in.png"), "--model", str(adaptir_run / "model.safetensors")]
+    assert main([*whole, "--tile", "0", "--quiet", "-o", str(tmp_path / "whole")]) == 0
+    assert torch.allclose(read_image(tmp_path / "whole" / "in.png").pixels, adapted, atol=1 / 65535)

@@ -16,17 +16,12 @@ from typing import Any
 
 import torch
 
-from anyrestore.adapters import AdapterError, attached_adapters, inject, load_adapter, save_adapter
+from anyrestore.adapters import AdapterError, attached_adapters, load_adapter, save_adapter
 from anyrestore.inference.restorer import Restorer
 from anyrestore.models.checkpoint import (
-    CheckpointError,
     LoadedModel,
     load_model,
-    load_strict,
-    read_checkpoint,
-    unwrap_state_dict,
 )
-from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.models.zoo import resolve_model
 
 ADAPTER_FILE = "adapter.safetensors"  # what an adapter run writes beside model.safetensors
@@ -71,27 +66,9 @@ def load_adapted_model(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu", prefer_ema: bool = True
 ) -> LoadedModel:
     """Weights saved by an adapter run (or any of our checkpoints): the base rebuilt from the descriptor,
-    the recorded adapter injected, all weights loaded strictly. Without adapters, as :func:`load_model`."""
-    path = Path(path)
-    contents, metadata = read_checkpoint(path)
-    descriptor = ModelDescriptor.from_metadata(metadata)
-    if descriptor is None or not descriptor.adapters:
-        return load_model(path, device=device, prefer_ema=prefer_ema)
-    if len(descriptor.adapters) != 1:
-        raise AdapterError(f"{path}: {len(descriptor.adapters)} adapters recorded; one is supported")
-    if not prefer_ema and "params_ema" in contents:
-        contents = {"params": contents["params"]}
-    try:
-        state, source = unwrap_state_dict(contents)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    module = descriptor.build()
-    entry = descriptor.adapters[0]
-    inject(module, entry["method"], **entry["config"])
-    load_strict(module, state, str(path))
-    return _with_adapter(
-        LoadedModel(module, dataclasses.replace(descriptor, adapters=()), path, source), device
-    )
+    the recorded adapter injected, all weights loaded strictly (what :func:`load_model` now does for
+    every file that records an adapter; kept as the adapter-facing name)."""
+    return _with_adapter(load_model(path, device=device, prefer_ema=prefer_ema), device)
 
 
 def export_adapter(

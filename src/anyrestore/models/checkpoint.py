@@ -249,9 +249,21 @@ def load_model(
             raise CheckpointError(f"{path}: {exc}") from None
         descriptor = ModelDescriptor.for_architecture(name, config)
     module = descriptor.build()
+    if descriptor.adapters:
+        _inject_recorded_adapter(module, descriptor, path)
     load_strict(module, state, str(path))
     module.eval().to(device)
     return LoadedModel(module, descriptor, path, source)
+
+
+def _inject_recorded_adapter(module: nn.Module, descriptor: ModelDescriptor, path: Path) -> None:
+    """Weights of an adapter run hold the base and the adapter: rebuild both before loading them."""
+    from anyrestore.adapters import inject  # the adapters build on the models, not the other way round
+
+    if len(descriptor.adapters) != 1:
+        raise CheckpointError(f"{path}: {len(descriptor.adapters)} adapters recorded; one is supported")
+    entry = descriptor.adapters[0]
+    inject(module, entry["method"], **entry["config"])
 
 
 # --------------------------------------------------------------------------------------------- writing
