@@ -12,19 +12,19 @@ from anyrestore.models.registry import count_parameters, get_architecture
 TINY = dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
 
 
-def _set_curves(stage: CurveStage, log_a: list[float], p: list[float], c: list[float]) -> None:
+def _set_curves(stage: CurveStage, log_a: list[float], p: list[float], b: list[float]) -> None:
     """Make the stage apply one curve everywhere: zero weights, biases the inverse of its squashing."""
     with torch.no_grad():
         stage.head.weight.zero_()
         raw_a = [3.0 * math.atanh(v / 3.0) for v in log_a]
         raw_p = [1.5 * math.atanh(math.log(v) / 1.5) for v in p]
-        stage.head.bias.copy_(torch.tensor(raw_a + raw_p + c))
+        stage.head.bias.copy_(torch.tensor(raw_a + raw_p + b))
 
 
 def test_default_config_size_and_round_trip():
     model = CurveNAFNet()
-    assert count_parameters(model) == 1_996_380
-    assert count_parameters(model.curve) == 35_241
+    assert count_parameters(model) == 1_996_956
+    assert count_parameters(model.curve) == 35_817
     cfg = infer_curve_nafnet_config(model.state_dict())
     assert cfg is not None and cfg["width"] == 16 and cfg["curve_grid"] == 16 and cfg["curve_width"] == 32
     CurveNAFNet(**cfg).load_state_dict(model.state_dict(), strict=True)
@@ -59,25 +59,25 @@ def test_a_fresh_model_is_its_nafnet():
 
 
 def test_curves_undo_uniform_haze_exactly():
-    """I = J t + A (1 - t) is inverted by gain 1/t, exponent 1, offset -A (1 - t) / t."""
+    """I = J t + A (1 - t) is inverted by gain 1/t, exponent 1, black level A (1 - t)."""
     x = torch.rand(1, 3, 32, 48) * 0.9
     t, airlight = 0.4, [0.9, 0.85, 0.8]
     hazy = haze(x, beta=-math.log(t), airlight=airlight, depth=torch.ones(32, 48))
     stage = CurveStage(3, width=8)
-    _set_curves(stage, [math.log(1 / t)] * 3, [1.0] * 3, [-a * (1 - t) / t for a in airlight])
+    _set_curves(stage, [math.log(1 / t)] * 3, [1.0] * 3, [a * (1 - t) for a in airlight])
     with torch.no_grad():
         torch.testing.assert_close(stage(hazy), x, rtol=0, atol=1e-5)
 
 
 def test_curves_undo_noiseless_under_exposure():
-    """y = g x^gamma is inverted by exponent 1/gamma, gain g^(-1/gamma) and the offset a eps^p that makes
-    the curve a (y + eps)^p (exact but for the eps inside the power)."""
+    """y = g x^gamma is inverted by exponent 1/gamma, gain g^(-1/gamma) and the black level -eps^p that
+    makes the curve a (y + eps)^p (exact but for the eps inside the power)."""
     x = torch.rand(1, 3, 24, 24) * 0.6 + 0.3
     gamma, gain = 2.0, 0.3
     dark = low_light(x, gamma=gamma, gain=gain, shot=0.0, read=0.0)
     stage = CurveStage(3, width=8)
     a, p = gain ** (-1 / gamma), 1 / gamma
-    _set_curves(stage, [math.log(a)] * 3, [p] * 3, [a * CURVE_EPS**p] * 3)
+    _set_curves(stage, [math.log(a)] * 3, [p] * 3, [-(CURVE_EPS**p)] * 3)
     with torch.no_grad():
         assert (stage(dark) - x).abs().max() < 1e-2
 

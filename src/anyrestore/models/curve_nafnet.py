@@ -6,10 +6,11 @@ as NAFNet sees the whole frame only through its channel-attention pooling, which
 on a training crop and on a full photo. So the curve stage looks at a fixed-size thumbnail of the input
 (whatever the input size), predicts a coarse grid of per-pixel, per-channel curves
 
-    y = a * ((x + eps) ** p - eps ** p) + c
+    y = a * ((x + eps) ** p - eps ** p - b)
 
-(``a`` gain, ``p`` exponent, ``c`` offset; haze inversion is ``p = 1``, ``a = 1/t``,
-``c = -A (1 - t) / t``; under-exposure ``y = g x^gamma`` is undone by ``p = 1/gamma``), upsamples the
+(``a`` gain, ``p`` exponent, ``b`` black level; haze inversion is ``p = 1``, ``a = 1/t``,
+``b = A (1 - t)``; under-exposure ``y = g x^gamma`` is undone by ``p = 1/gamma``, ``a = g^(-1/gamma)``;
+the black level is subtracted before the gain so that it stays within [0, 1]), upsamples the
 grid bilinearly to the image and applies it; the NAFNet then removes what is local. The curve head
 starts at zero, so a fresh model is exactly ``NAFNet(x)``: a trained NAFNet can be loaded into
 ``restorer`` and fine-tuned with the curve stage switched on.
@@ -39,13 +40,15 @@ class CurveStage(nn.Module):
         if thumb % grid or thumb // grid not in (2, 4, 8):
             raise ValueError(f"thumb ({thumb}) must be 2, 4 or 8 times grid ({grid})")
         self.channels, self.thumb, self.grid = channels, thumb, grid
-        layers: list[nn.Module] = [nn.Conv2d(channels, width // 2, 3, padding=1), nn.GELU()]
+        # The thumbnail, its darkest and brightest channel (the dark channel is the classic haze cue).
+        layers: list[nn.Module] = [nn.Conv2d(channels + 2, width // 2, 3, padding=1), nn.GELU()]
         chan, size = width // 2, thumb
         while size > grid:
             layers += [nn.Conv2d(chan, width, 3, stride=2, padding=1), nn.GELU()]
             chan, size = width, size // 2
         self.features = nn.Sequential(*layers)
-        self.context = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        stats = 3 * channels  # see curves()
+        self.context = nn.Sequential(nn.Linear(width + stats, width), nn.GELU(), nn.Linear(width, width))
         self.mix = nn.Sequential(
             nn.Conv2d(width, width, 3, padding=1), nn.GELU(), nn.Conv2d(width, width, 3, padding=1), nn.GELU()
         )
@@ -61,17 +64,23 @@ class CurveStage(nn.Module):
 
     def curves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gain, exponent and offset at full resolution, each (N, C, H, W)."""
-        f = self.features(self.thumbnail(x))
-        f = f + self.context(f.mean(dim=(2, 3)))[:, :, None, None]
+        thumb = self.thumbnail(x)
+        cues = torch.cat([thumb, thumb.amin(dim=1, keepdim=True), thumb.amax(dim=1, keepdim=True)], dim=1)
+        f = self.features(cues)
+        # Global statistics a haze or exposure estimate rests on: mean, brightest and darkest 4x4 block
+        # per channel (a clean photo's darkest block is near black, a hazy one's is lifted).
+        blocks = F.avg_pool2d(thumb, 4)
+        stats = torch.cat([thumb.mean(dim=(2, 3)), blocks.amax(dim=(2, 3)), blocks.amin(dim=(2, 3))], dim=1)
+        f = f + self.context(torch.cat([f.mean(dim=(2, 3)), stats], dim=1))[:, :, None, None]
         grid = self.head(self.mix(f))
         grid = F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        log_a, log_p, c = grid.chunk(3, dim=1)
-        return torch.exp(3.0 * torch.tanh(log_a / 3.0)), torch.exp(1.5 * torch.tanh(log_p / 1.5)), c
+        log_a, log_p, b = grid.chunk(3, dim=1)
+        return torch.exp(3.0 * torch.tanh(log_a / 3.0)), torch.exp(1.5 * torch.tanh(log_p / 1.5)), b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, p, c = self.curves(x)
+        a, p, b = self.curves(x)
         base = x.clamp(0.0, 1.0) + CURVE_EPS
-        return a * (base.pow(p) - torch.pow(torch.full_like(p, CURVE_EPS), p)) + c
+        return a * (base.pow(p) - torch.pow(torch.full_like(p, CURVE_EPS), p) - b)
 
 
 class CurveNAFNet(nn.Module):
