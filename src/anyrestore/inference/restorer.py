@@ -8,6 +8,7 @@ memory budget (halved and retried on out-of-memory), so a 12-megapixel photo res
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -168,6 +169,13 @@ class Restorer:
         with torch.no_grad(), self._autocast():
             return self._forward_module(x).float()
 
+    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One stage of a model that splits for tiling (see ``tiling_stages``), as :meth:`_forward`."""
+        if self.options.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), self._autocast():
+            return module(x).float()
+
     def _restore_once(self, x: torch.Tensor) -> torch.Tensor:
         """Pad the whole image to the size multiple, run it whole or in tiles, crop back.
 
@@ -179,9 +187,15 @@ class Restorer:
             tile = self.tile
             try:
                 if tile and (padded.shape[-2] > tile or padded.shape[-1] > tile):
+                    forward, tiled_input = self._forward, padded
+                    split = getattr(self.module, "tiling_stages", None)
+                    if split is not None:  # a global first stage sees the whole image, the rest is tiled
+                        whole, local = split()
+                        tiled_input = self._run(whole, padded)
+                        forward = functools.partial(self._run, local)
                     y = tiled_forward(
-                        self._forward,
-                        padded,
+                        forward,
+                        tiled_input,
                         tile=tile,
                         overlap=self.options.tile_overlap,
                         scale=self.scale,

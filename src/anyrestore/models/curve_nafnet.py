@@ -119,6 +119,11 @@ class CurveNAFNet(nn.Module):
         out = self.restorer(corrected)
         return (out, [corrected]) if return_stages else out
 
+    def tiling_stages(self) -> tuple[nn.Module, nn.Module]:
+        """For tiled inference: the curve stage runs once on the whole image (its curves come from the
+        whole picture, not from each tile), then the NAFNet runs tile by tile."""
+        return self.curve, self.restorer
+
 
 def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """CurveNAFNet kwargs reproducing ``state_dict``, or ``None`` if it is not one."""
