@@ -35,8 +35,9 @@ register_embedded(
     EmbeddedModel(
         DEFAULT_MODEL,
         "default.safetensors",
-        "compact all-in-one NAFNet (1.96M parameters) trained on CPU with the default_model recipe: "
-        "noise, blur, motion blur, JPEG, haze, rain, low light and mixtures (docs/default-model.md)",
+        "compact all-in-one CurveNAFNet (2.0M parameters: tone curves from a thumbnail, then a NAFNet) "
+        "trained on CPU with the default_model and default_model_curve recipes: noise, haze, rain, low "
+        "light and mixtures; not yet blur or JPEG (docs/default-model.md)",
     )
 )
 
