@@ -164,13 +164,11 @@ class Restorer:
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """One forward pass on an input whose sides are already multiples of the size multiple."""
-        if self.options.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), self._autocast():
-            return self._forward_module(x).float()
+        return self._run(self._forward_module, x)
 
     def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """One stage of a model that splits for tiling (see ``tiling_stages``), as :meth:`_forward`."""
+        """``module`` (the model, or one stage of a model that splits for tiling: ``tiling_stages``) on
+        ``x`` with the inference options: memory format, no gradients, precision; float32 out."""
         if self.options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self._autocast():

@@ -80,7 +80,7 @@ class CurveStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, p, b = self.curves(x)
         base = x.clamp(0.0, 1.0) + CURVE_EPS
-        return a * (base.pow(p) - torch.pow(torch.full_like(p, CURVE_EPS), p) - b)
+        return a * (base.pow(p) - torch.pow(CURVE_EPS, p) - b)
 
 
 class CurveNAFNet(nn.Module):
@@ -129,7 +129,9 @@ def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """CurveNAFNet kwargs reproducing ``state_dict``, or ``None`` if it is not one."""
     if "curve.head.weight" not in state_dict:
         return None
-    inner = infer_nafnet_config({k[9:]: v for k, v in state_dict.items() if k.startswith("restorer.")})
+    inner = infer_nafnet_config(
+        {k.removeprefix("restorer."): v for k, v in state_dict.items() if k.startswith("restorer.")}
+    )
     if inner is None:
         return None
     curve_width = int(state_dict["curve.head.weight"].shape[1])
