@@ -26,7 +26,7 @@ from anyrestore.methods.abair.bundle import read_bundle
 from anyrestore.methods.abair.errors import ABAIRError
 from anyrestore.methods.abair.heads import DegradationEstimator, SegHead, feature_module, tap_features
 from anyrestore.methods.abair.options import ABAIROptions, parse_options
-from anyrestore.methods.abair.synthesis import prepare_batch, soft_cross_entropy
+from anyrestore.methods.abair.synthesis import Prepared, Synthesizer, prepare_batch, soft_cross_entropy
 from anyrestore.models.checkpoint import CheckpointError, load_strict
 from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.train import Objective, StepContext, register_objective
@@ -60,7 +60,24 @@ def _describe(descriptor: ModelDescriptor, note: str, **changes: Any) -> ModelDe
     return replace(descriptor, extra={**descriptor.extra, "abair": note}, **changes)
 
 
-class PretrainObjective(Objective):
+class _PhaseObjective(Objective):
+    """What the three phases share: options, a synthesizer, and how a batch is prepared with them."""
+
+    options: ABAIROptions
+    synthesizer: Synthesizer
+
+    def _prepare(self, batch: Mapping[str, Any], ctx: StepContext, *, pixels: bool = False) -> Prepared:
+        return prepare_batch(
+            batch,
+            self.synthesizer,
+            ctx.generators(GENERATOR),
+            synthesize=self.options.synthesis.tasks,
+            aliases=self.options.aliases,
+            pixels=pixels,
+        )
+
+
+class PretrainObjective(_PhaseObjective):
     """Phase I: restoration + auxiliary per-pixel degradation segmentation."""
 
     def __init__(self, options: ABAIROptions) -> None:
@@ -76,14 +93,7 @@ class PretrainObjective(Objective):
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         o = self.options
-        prepared = prepare_batch(
-            batch,
-            self.synthesizer,
-            ctx.generators(GENERATOR),
-            synthesize=o.synthesis.tasks,
-            aliases=o.aliases,
-            pixels=True,
-        )
+        prepared = self._prepare(batch, ctx, pixels=True)
         restored, logits = model(prepared.lq, with_seg=True)
         loss, parts = ctx.loss(restored, prepared.gt)
         seg = soft_cross_entropy(logits, prepared.pixel_target)
@@ -95,7 +105,7 @@ class PretrainObjective(Objective):
         return _describe(descriptor, f"ABAIR Phase I: backbone + segmentation head ({classes})")
 
 
-class AdapterObjective(Objective):
+class AdapterObjective(_PhaseObjective):
     """Phase II: one LoRA on the bundle's frozen backbone, for one degradation."""
 
     def __init__(self, options: ABAIROptions) -> None:
@@ -120,13 +130,7 @@ class AdapterObjective(Objective):
     def loss(
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        prepared = prepare_batch(
-            batch,
-            self.synthesizer,
-            ctx.generators(GENERATOR),
-            synthesize=self.options.synthesis.tasks,
-            aliases=self.options.aliases,
-        )
+        prepared = self._prepare(batch, ctx)
         return ctx.loss(model(prepared.lq), prepared.gt)
 
     def describe(self, descriptor: ModelDescriptor, model: nn.Module) -> ModelDescriptor:
@@ -134,7 +138,7 @@ class AdapterObjective(Objective):
         return _describe(descriptor, note, adapters=attached_adapters(model))
 
 
-class EstimatorObjective(Objective):
+class EstimatorObjective(_PhaseObjective):
     """Phase III: the degradation estimator alone (the backbone the engine builds is dropped)."""
 
     def __init__(self, options: ABAIROptions) -> None:
@@ -148,13 +152,7 @@ class EstimatorObjective(Objective):
     def loss(
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        prepared = prepare_batch(
-            batch,
-            self.synthesizer,
-            ctx.generators(GENERATOR),
-            synthesize=self.options.synthesis.tasks,
-            aliases=self.options.aliases,
-        )
+        prepared = self._prepare(batch, ctx)
         logits = model(prepared.lq)
         loss = soft_cross_entropy(logits, prepared.image_target)
         top = logits.argmax(1, keepdim=True)
