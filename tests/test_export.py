@@ -30,6 +30,8 @@ TINY = {
         "middle_blk_num": 1,
         "dec_blk_nums": [1, 1],
         "curve_width": 8,
+        "deblur_sigmas": [1.0, 2.0, 3.0],
+        "deblur_size": 9,
     },
     "restormer": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 2, 2, 4]},
 }
@@ -92,7 +94,7 @@ def test_nafnet_dynamic_export_matches_the_restorer(tmp_path: Path, photos: torc
 
 def test_curve_nafnet_dynamic_export(tmp_path: Path, photos: torch.Tensor) -> None:
     """The default model's design: the thumbnail and its curves are resized inside the graph, so one
-    graph serves every input size."""
+    graph serves every input size; the deblur stage's per-image kernels survive a dynamic batch."""
     checkpoint = tiny_model("curve_nafnet", tmp_path / "curve.safetensors")
     out = tmp_path / "curve.onnx"
     export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "32", "--dynamic")

@@ -90,14 +90,23 @@ def test_tiled_within_005_db_on_a_photo(photo: torch.Tensor) -> None:
 
 
 def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo: torch.Tensor) -> None:
-    """CurveNAFNet's curves come from the whole picture, not from each tile: with its NAFNet made the
-    identity, the tiled result is exactly the curve stage applied to the whole image."""
+    """CurveNAFNet's curves and deblurring kernel come from the whole picture, not from each tile: with
+    its NAFNet made the identity, the tiled result is exactly its global stages applied to the whole
+    image."""
     from anyrestore.models.curve_nafnet import CurveNAFNet
 
     torch.manual_seed(0)
-    model = CurveNAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
+    model = CurveNAFNet(
+        width=8,
+        middle_blk_num=1,
+        enc_blk_nums=[1, 1],
+        dec_blk_nums=[1, 1],
+        curve_width=8,
+        deblur_sigmas=[1.0, 2.0],
+        deblur_size=9,
+    )
     with torch.no_grad():
-        for p in model.curve.parameters():
+        for p in [*model.curve.parameters(), *model.deblur.parameters()]:
             p.add_(torch.randn_like(p) * 0.1)
         model.restorer.ending.weight.zero_()
         model.restorer.ending.bias.zero_()
@@ -105,8 +114,8 @@ def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo: torch.Tens
     x = photo[:1, :, :96, :128]
     tiled = Restorer(model, descriptor, tile=32)(x)
     with torch.no_grad():
-        whole_curve = model.curve(x).clamp(0, 1)
-        per_tile = model.curve(x[..., :32, :32]).clamp(0, 1)
+        whole_curve = model.deblur(model.curve(x)).clamp(0, 1)
+        per_tile = model.deblur(model.curve(x[..., :32, :32])).clamp(0, 1)
     torch.testing.assert_close(tiled, whole_curve, rtol=0, atol=1e-5)
     assert (tiled[..., :32, :32] - per_tile).abs().max() > 1e-3  # a tile alone would get other curves
 

@@ -1,4 +1,5 @@
-"""CurveNAFNet: a low-resolution tone-curve stage in front of a NAFNet (our design, the default model).
+"""CurveNAFNet: a tone-curve stage and a blind deblurring stage in front of a NAFNet (our design, the
+default model).
 
 Haze, under-exposure and colour casts change an image slowly across the frame, and undoing them needs
 context from the whole picture; noise, blur, JPEG blocks and rain streaks are local. A small U-Net such
@@ -14,6 +15,13 @@ the black level is subtracted before the gain so that it stays within [0, 1]), u
 grid bilinearly to the image and applies it; the NAFNet then removes what is local. The curve head
 starts at zero, so a fresh model is exactly ``NAFNet(x)``: a trained NAFNet can be loaded into
 ``restorer`` and fine-tuned with the curve stage switched on.
+
+Deblurring is a large linear filter, which a small NAFNet trained on crops does not learn in a CPU-sized
+budget. So a deblurring stage sits between the two: an estimator reads gradient statistics of the whole
+(contrast-normalised) image and blends a bank of 21x21 deconvolution kernels, one per Gaussian blur
+width, with the identity; the blended kernel is applied once to the whole image. It starts within
+0.25% of the identity (a fresh model is still nearly its NAFNet); ``scripts/add_deblur_stage.py``
+fits each kernel by least squares on blurred training photos before the stage is trained.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from anyrestore.models.nafnet import NAFNet, infer_nafnet_config
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 CURVE_EPS = 1e-3
+DEBLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 class CurveStage(nn.Module):
@@ -83,8 +92,107 @@ class CurveStage(nn.Module):
         return a * (base.pow(p) - torch.pow(CURVE_EPS, p) - b)
 
 
+def wiener_deblur_kernel(sigma: float, size: int = 21, nsr: float = 3e-3, grid: int = 64) -> torch.Tensor:
+    """A ``size`` x ``size`` Wiener inverse of a 15-tap Gaussian blur of std ``sigma``, summing to 1.
+
+    Only a starting point: trained kernels (least squares, then end to end) do better.
+    """
+    from anyrestore.degrade.blur import gaussian_kernel
+
+    g = gaussian_kernel(15, sigma).double()
+    spectrum = torch.fft.fft2(F.pad(g, (0, grid - 15, 0, grid - 15)).roll((-7, -7), (0, 1)))
+    inverse = spectrum.conj() / (spectrum.abs() ** 2 + nsr)
+    w = torch.fft.ifft2(inverse).real.roll((size // 2, size // 2), (0, 1))[:size, :size]
+    return (w / w.sum()).float()
+
+
+class DeblurStage(nn.Module):
+    """Blind per-image deconvolution: blur estimator -> weights over identity + kernel bank -> one conv.
+
+    The estimator sees the luminance normalised by its own mean and spread (so the estimate does not
+    depend on contrast): the mean and RMS over the whole image of three learned 3x3 conv layers (two
+    strided), and the log energy of its Laplacian at three scales (blur drains the fine scales, noise
+    fills them); the image size does not matter. It can only sharpen or leave alone: smoothing would
+    be denoising, the NAFNet's job.
+    """
+
+    def __init__(self, sigmas: Sequence[float] = DEBLUR_SIGMAS, size: int = 21, width: int = 16) -> None:
+        super().__init__()
+        if size % 2 == 0 or size < 3:
+            raise ValueError(f"deblur kernel size must be odd and >= 3, got {size}")
+        self.size = size
+        self.kernels = nn.Parameter(torch.stack([wiener_deblur_kernel(s, size) for s in sigmas]))
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        self.register_buffer("laplacian", laplacian[None, None], persistent=False)
+        # A strength logit, then one logit per kernel. The strength starts at sigmoid(-6) = 0.25%, so a
+        # fresh stage is nearly the identity and still has gradients to learn from.
+        self.head = nn.Sequential(nn.Linear(2 * width + 3, 32), nn.GELU(), nn.Linear(32, 1 + len(sigmas)))
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
+        nn.init.constant_(self.head[2].bias[:1], -6.0)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + K) blend weights, rows summing to 1: the identity's ``1 - t`` first, then ``t`` shared
+        by the kernels (softmax); ``t = sigmoid(strength)`` in [0, 1]."""
+        gray = x.mean(dim=1, keepdim=True)
+        mean = gray.mean(dim=(2, 3), keepdim=True)
+        spread = (gray - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+        gray = (gray - mean) / (spread + 1e-2)
+        f = self.features(gray)
+        energies = []
+        for _ in range(3):
+            energies.append(torch.log(F.conv2d(gray, self.laplacian).pow(2).mean(dim=(1, 2, 3)) + 1e-6))
+            gray = F.avg_pool2d(gray, 2)
+        pooled = torch.cat(
+            [f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), torch.stack(energies, 1)], 1
+        )
+        out = self.head(pooled)
+        t = torch.sigmoid(out[:, :1])
+        return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
+
+    def bank(self) -> torch.Tensor:
+        """(1 + K, size, size): the identity kernel, then the deblurring kernels."""
+        delta = torch.zeros_like(self.kernels[:1])
+        delta[0, self.size // 2, self.size // 2] = 1.0
+        return torch.cat([delta, self.kernels], dim=0)
+
+    def kernel(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, size, size): each image's blended kernel."""
+        return torch.einsum("nk,kij->nij", self.weights(x), self.bank())
+
+    def each_option(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + K, C, H, W): ``x`` filtered by every entry of the bank (identity first)."""
+        n, c, h, w = x.shape
+        pad = self.size // 2
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        out = F.conv2d(padded.reshape(n * c, 1, *padded.shape[-2:]), self.bank()[:, None])
+        return out.reshape(n, c, -1, h, w).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+            # Export graphs keep the batch dynamic, and a grouped conv's groups cannot be: filter with the
+            # whole bank and blend the results (more work, same numbers).
+            return torch.einsum("nkchw,nk->nchw", self.each_option(x), self.weights(x))
+        pad = self.size // 2
+        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        k = self.kernel(x).repeat_interleave(c, dim=0)[:, None]
+        out = F.conv2d(padded.reshape(1, n * c, *padded.shape[-2:]), k, groups=n * c)
+        return out.reshape(n, c, h, w)
+
+
 class CurveNAFNet(nn.Module):
-    """``restorer(curve(x))``: global/slow corrections by the curve stage, local ones by the NAFNet."""
+    """``restorer(deblur(curve(x)))``: global/slow corrections by the curve stage, a blind deconvolution
+    (with ``deblur_sigmas``, e.g. ``DEBLUR_SIGMAS`` as in the default model; without, the stage is left
+    out, as in checkpoints made before it existed), local corrections by the NAFNet."""
 
     def __init__(
         self,
@@ -98,9 +206,12 @@ class CurveNAFNet(nn.Module):
         curve_width: int = 32,
         curve_thumb: int = 64,
         curve_grid: int = 16,
+        deblur_sigmas: Sequence[float] = (),
+        deblur_size: int = 21,
     ) -> None:
         super().__init__()
         self.curve = CurveStage(img_channel, curve_width, curve_thumb, curve_grid)
+        self.deblur = DeblurStage(deblur_sigmas, deblur_size) if len(deblur_sigmas) else None
         self.restorer = NAFNet(
             img_channel=img_channel,
             width=width,
@@ -112,17 +223,37 @@ class CurveNAFNet(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, return_stages: bool = False
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """The restored image; with ``return_stages`` also ``[curve(x)]``, for deep supervision."""
-        corrected = self.curve(x)
-        out = self.restorer(corrected)
-        return (out, [corrected]) if return_stages else out
+        self, x: torch.Tensor, return_stages: bool = False, deblur_options: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
+        """The restored image; with ``return_stages`` also each stage's output (curve, then deblur), for
+        deep supervision. ``deblur_options`` returns instead the deblur stage's blend weights and its
+        input filtered by every bank entry (training method ``deblur_choice``), the NAFNet not run."""
+        stages = [self.curve(x)]
+        if deblur_options:
+            if self.deblur is None:
+                raise ValueError("this CurveNAFNet has no deblurring stage")
+            return self.deblur.weights(stages[0]), self.deblur.each_option(stages[0])
+        if self.deblur is not None:
+            stages.append(self.deblur(stages[-1]))
+        out = self.restorer(stages[-1])
+        return (out, stages) if return_stages else out
 
     def tiling_stages(self) -> tuple[nn.Module, nn.Module]:
-        """For tiled inference: the curve stage runs once on the whole image (its curves come from the
-        whole picture, not from each tile), then the NAFNet runs tile by tile."""
-        return self.curve, self.restorer
+        """For tiled inference: the curve and deblur stages run once on the whole image (their curves and
+        kernel come from the whole picture, not from each tile), then the NAFNet runs tile by tile."""
+        return _GlobalStages(self), self.restorer
+
+
+class _GlobalStages(nn.Module):
+    """A CurveNAFNet's curve and deblur stages as one module (shares their parameters)."""
+
+    def __init__(self, model: CurveNAFNet) -> None:
+        super().__init__()
+        self.curve, self.deblur = model.curve, model.deblur
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.curve(x)
+        return x if self.deblur is None else self.deblur(x)
 
 
 def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
@@ -137,11 +268,20 @@ def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     curve_width = int(state_dict["curve.head.weight"].shape[1])
     downs = (count_blocks(state_dict, "curve.features") + 1) // 2 - 1  # conv, GELU, conv, ...
     thumb = 64
+    kernels = state_dict.get("deblur.kernels")
+    if kernels is None:
+        deblur: dict[str, Any] = {"deblur_sigmas": ()}
+    else:
+        k = int(kernels.shape[0])
+        # The sigmas only set the initial kernels, which the weights replace.
+        sigmas = DEBLUR_SIGMAS if k == len(DEBLUR_SIGMAS) else tuple(1.0 + i for i in range(k))
+        deblur = {"deblur_sigmas": sigmas, "deblur_size": int(kernels.shape[-1])}
     cfg = {
         **inner,
         "curve_width": curve_width,
         "curve_thumb": thumb,
         "curve_grid": thumb // 2**downs,
+        **deblur,
     }
     return cfg if shapes_match(state_dict, CurveNAFNet, cfg) else None
 
