@@ -242,7 +242,108 @@ def test_staged_objective_supervises_the_curve_stage() -> None:
 
     with pytest.raises(ObjectiveError, match="no intermediate stages"):
         objective.prepare_model(nn.Conv2d(3, 3, 1))
-    with pytest.raises(ObjectiveError, match="takes only stage_weight"):
+    with pytest.raises(ObjectiveError, match="takes stage_weight, final_weight and train"):
         build_objective("stages", {"weight": 1.0})
     with pytest.raises(ObjectiveError, match=">= 0"):
         build_objective("stages", {"stage_weight": -1.0})
+
+
+def test_staged_objective_trains_only_the_named_parts() -> None:
+    """``train`` freezes all but the named prefixes; ``final_weight: 0`` leaves only the stages' losses."""
+    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS, CurveNAFNet
+    from anyrestore.train import StepContext
+
+    torch.manual_seed(0)
+    model = CurveNAFNet(
+        width=8,
+        middle_blk_num=1,
+        enc_blk_nums=[1, 1],
+        dec_blk_nums=[1, 1],
+        curve_width=8,
+        deblur_sigmas=DEBLUR_SIGMAS,
+    )
+    objective = build_objective(
+        "stages", {"stage_weight": 1.0, "final_weight": 0.0, "train": ["deblur.head"]}
+    )
+    objective.prepare_model(model)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {
+        "deblur.head.0.weight",
+        "deblur.head.0.bias",
+        "deblur.head.2.weight",
+        "deblur.head.2.bias",
+    }
+    ctx = StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+    gt = torch.rand(2, 3, 32, 32)
+    lq = (gt * 0.5 + 0.4).clamp(0, 1)
+    loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
+    curve = model.curve(lq)
+    expected = l1_loss(curve, gt) + l1_loss(model.deblur(curve), gt)
+    torch.testing.assert_close(loss, expected)
+    assert set(parts) == {"l1", "stage0", "stage1"}
+    loss.backward()
+    assert model.deblur.head[2].bias.grad.abs().sum() > 0  # a fresh stage (the identity) still learns
+    assert model.restorer.ending.weight.grad is None
+
+    with pytest.raises(ObjectiveError, match="train prefix 'deblurr' matches no parameter"):
+        build_objective("stages", {"stage_weight": 1.0, "train": ["deblurr"]}).prepare_model(model)
+    with pytest.raises(ObjectiveError, match="list of parameter-name prefixes"):
+        build_objective("stages", {"stage_weight": 1.0, "train": "deblur"})
+    with pytest.raises(ObjectiveError, match="not both 0"):
+        build_objective("stages", {"stage_weight": 0.0, "final_weight": 0.0})
+
+
+def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo: torch.Tensor) -> None:
+    """method 'deblur_choice': the label is the bank entry nearest the clean image; a few steps on a
+    blurred and a noisy crop teach the estimator to sharpen the first and leave the second alone."""
+    from anyrestore.degrade import gaussian_blur
+    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS, CurveNAFNet
+    from anyrestore.train import StepContext
+
+    torch.manual_seed(0)
+    model = CurveNAFNet(
+        width=8,
+        middle_blk_num=1,
+        enc_blk_nums=[1, 1],
+        dec_blk_nums=[1, 1],
+        curve_width=8,
+        deblur_sigmas=DEBLUR_SIGMAS,
+    )
+    objective = build_objective("deblur_choice", {})
+    objective.prepare_model(model)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"deblur"}
+    assert not model.deblur.kernels.requires_grad
+    gt = photo[:, :, :64, :64].repeat(2, 1, 1, 1)
+    lq = torch.cat(
+        [gaussian_blur(gt[:1], kernel_size=15, sigma=2.0), (gt[1:] + 0.1 * torch.randn_like(gt[1:]))]
+    )
+    with torch.no_grad():
+        errors = (model(lq, deblur_options=True)[1] - gt[:, None]).pow(2).flatten(2).mean(2)
+    assert errors[0].argmin() > 0 and errors[1].argmin() == 0  # some kernel helps the blur, none the noise
+    ctx = StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(60):
+        loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert parts["acc"] == 1.0
+    with torch.no_grad():
+        weights = model.deblur.weights(model.curve(lq))
+    assert weights[0, 0] < 0.5 < weights[1, 0]
+    with pytest.raises(ObjectiveError, match="no deblurring stage"):
+        objective.prepare_model(CurveNAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1]))
+
+    # blend_weight adds the PSNR loss of the stage's own output, the blend of the bank.
+    blended = build_objective("deblur_choice", {"blend_weight": 0.5})
+    loss, parts = blended.loss(model, {"lq": lq, "gt": gt}, ctx)
+    with torch.no_grad():
+        stage_psnr = -psnr_loss(model.deblur(model.curve(lq)), gt)
+    torch.testing.assert_close(parts["blend_psnr"], stage_psnr, rtol=0, atol=1e-3)
+    torch.testing.assert_close(loss, parts["choice"] - 0.5 * stage_psnr, rtol=0, atol=1e-3)
+    with pytest.raises(ObjectiveError, match="takes only blend_weight"):
+        build_objective("deblur_choice", {"weight": 1.0})

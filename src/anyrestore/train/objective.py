@@ -9,7 +9,7 @@ own with :func:`register_objective` and recipes select it with ``method: {name: 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from torch import nn
 from anyrestore.data.seeding import derive_seed
 from anyrestore.errors import AnyRestoreError
 from anyrestore.models.descriptor import ModelDescriptor
-from anyrestore.train.losses import WeightedLoss
+from anyrestore.train.losses import WeightedLoss, psnr_loss
 
 
 class ObjectiveError(AnyRestoreError):
@@ -98,23 +98,44 @@ def _restore(options: Mapping[str, Any]) -> Objective:
 
 
 class StagedObjective(Objective):
-    """Supervise a model's intermediate restorations too (deep supervision).
+    """Supervise a model's intermediate restorations too (deep supervision), optionally training only
+    some of its parts.
 
     For models whose ``forward(x, return_stages=True)`` returns ``(output, [stage outputs])``, e.g.
-    CurveNAFNet's curve stage: the loss is ``loss(output) + stage_weight * sum(loss(stage))``, all
-    against the clean target. Each stage is then pushed to do its own part (the curve stage the global
-    corrections) instead of waiting for gradients that the later stages may absorb. Calling the wrapped
-    model with a keyword keeps DDP's gradient synchronisation intact.
+    CurveNAFNet's curve and deblur stages: the loss is ``final_weight * loss(output) + stage_weight *
+    sum(loss(stage))``, all against the clean target. Each stage is then pushed to do its own part (the
+    curve stage the global corrections) instead of waiting for gradients that the later stages may
+    absorb. ``train`` (parameter-name prefixes, e.g. ``[deblur]``) freezes everything else, so a stage
+    added to a trained model can be trained alone (with ``final_weight: 0`` on its own output only).
+    Calling the wrapped model with a keyword keeps DDP's gradient synchronisation intact.
     """
 
-    def __init__(self, stage_weight: float) -> None:
-        if stage_weight < 0:
-            raise ObjectiveError(f"method.options.stage_weight must be >= 0, got {stage_weight}")
+    def __init__(
+        self, stage_weight: float, final_weight: float = 1.0, train: Sequence[str] | None = None
+    ) -> None:
+        if stage_weight < 0 or final_weight < 0 or stage_weight + final_weight == 0:
+            raise ObjectiveError(
+                "method.options.stage_weight and final_weight must be >= 0 and not both 0, "
+                f"got {stage_weight} and {final_weight}"
+            )
+        if train is not None and (isinstance(train, str) or not all(isinstance(t, str) for t in train)):
+            raise ObjectiveError(
+                f"method.options.train must be a list of parameter-name prefixes, got {train!r}"
+            )
         self.stage_weight = float(stage_weight)
+        self.final_weight = float(final_weight)
+        self.train = tuple(train) if train is not None else None
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         if "return_stages" not in inspect.signature(model.forward).parameters:
             raise ObjectiveError(f"method 'stages': {type(model).__name__} has no intermediate stages")
+        if self.train is not None:
+            names = [name for name, _ in model.named_parameters()]
+            for prefix in self.train:
+                if not any(name == prefix or name.startswith(prefix + ".") for name in names):
+                    raise ObjectiveError(f"method 'stages': train prefix '{prefix}' matches no parameter")
+            for name, param in model.named_parameters():
+                param.requires_grad_(any(name == t or name.startswith(t + ".") for t in self.train))
         return model
 
     def loss(
@@ -122,6 +143,7 @@ class StagedObjective(Objective):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pred, stages = model(batch["lq"], return_stages=True)
         total, parts = ctx.loss(pred, batch["gt"], batch.get("mask"))
+        total = self.final_weight * total
         for i, stage in enumerate(stages):
             value, _ = ctx.loss(stage, batch["gt"], batch.get("mask"))
             parts[f"stage{i}"] = value.detach()
@@ -130,13 +152,80 @@ class StagedObjective(Objective):
 
 
 def _stages(options: Mapping[str, Any]) -> Objective:
-    unknown = set(options) - {"stage_weight"}
+    unknown = set(options) - {"stage_weight", "final_weight", "train"}
     if unknown:
-        raise ObjectiveError(f"method 'stages' takes only stage_weight, got: {', '.join(sorted(unknown))}")
-    return StagedObjective(float(options.get("stage_weight", 0.5)))
+        raise ObjectiveError(
+            f"method 'stages' takes stage_weight, final_weight and train, got: {', '.join(sorted(unknown))}"
+        )
+    return StagedObjective(
+        float(options.get("stage_weight", 0.5)), float(options.get("final_weight", 1.0)), options.get("train")
+    )
 
 
-OBJECTIVES: dict[str, ObjectiveFactory] = {"restore": _restore, "stages": _stages}
+class DeblurChoiceObjective(Objective):
+    """Teach a CurveNAFNet's blur estimator to pick, image by image, the bank entry (identity or one of
+    the deblurring kernels) that restores it best.
+
+    Restoring through the blend and back-propagating makes a poor teacher: a sharpening kernel wrecks a
+    noisy image by far more than it mends a blurred one, so until the estimator tells them apart the
+    gradient only says "sharpen less". Here each image is filtered by every bank entry, the one nearest
+    the clean target (mean squared error) is the label, and the estimator's blend weights, read as
+    probabilities, are trained with cross-entropy. Cross-entropy alone leaves the weights spread over
+    neighbouring kernels (the labels of blur widths between two entries are ambiguous), and the blend of
+    a spread is a poor kernel: ``blend_weight`` adds that times the PSNR loss of the stage's actual
+    output, the blend, once the estimator tells blur from noise. Only the estimator learns; the kernels
+    and the rest of the model stay as they are. Accuracy (``acc``) is logged.
+    """
+
+    TRAINED = ("deblur.features", "deblur.head")
+
+    def __init__(self, blend_weight: float = 0.0) -> None:
+        if blend_weight < 0:
+            raise ObjectiveError(f"method.options.blend_weight must be >= 0, got {blend_weight}")
+        self.blend_weight = float(blend_weight)
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if getattr(model, "deblur", None) is None:
+            raise ObjectiveError(
+                f"method 'deblur_choice': {type(model).__name__} has no deblurring stage (a curve_nafnet "
+                "with deblur_sigmas)"
+            )
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(self.TRAINED))
+        return model
+
+    def loss(
+        self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        weights, options = model(batch["lq"], deblur_options=True)
+        gt = batch["gt"].float()
+        errors = (options.detach().float() - gt[:, None]).pow(2).flatten(2).mean(2)  # (N, 1 + K)
+        best = errors.argmin(dim=1)
+        choice = torch.nn.functional.nll_loss(torch.log(weights.float() + 1e-8), best)
+        accuracy = (weights.argmax(dim=1) == best).float().mean()
+        parts = {"choice": choice.detach(), "acc": accuracy.detach()}
+        if not self.blend_weight:
+            return choice, parts
+        blend = torch.einsum("nk,nkchw->nchw", weights.float(), options.float())
+        blend_loss = psnr_loss(blend, gt)
+        parts["blend_psnr"] = -blend_loss.detach()
+        return choice + self.blend_weight * blend_loss, parts
+
+
+def _deblur_choice(options: Mapping[str, Any]) -> Objective:
+    unknown = set(options) - {"blend_weight"}
+    if unknown:
+        raise ObjectiveError(
+            f"method 'deblur_choice' takes only blend_weight, got: {', '.join(sorted(unknown))}"
+        )
+    return DeblurChoiceObjective(float(options.get("blend_weight", 0.0)))
+
+
+OBJECTIVES: dict[str, ObjectiveFactory] = {
+    "restore": _restore,
+    "stages": _stages,
+    "deblur_choice": _deblur_choice,
+}
 
 
 def register_objective(name: str, factory: ObjectiveFactory) -> ObjectiveFactory:
