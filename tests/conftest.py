@@ -37,3 +37,17 @@ def photos() -> torch.Tensor:
     """Two different real photos (astronaut, chelsea) as a (2, 3, 64, 64) batch."""
     arrays = [_photo(n, 64)[:64, :64] for n in ("astronaut", "chelsea")]
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+
+@pytest.fixture
+def tiny_curve_nafnet():
+    """Factory of small CurveNAFNets (a 2-level NAFNet of width 8, curve width 8), seeded; keyword
+    arguments override, e.g. ``deblur_sigmas``."""
+    from anyrestore.models.curve_nafnet import CurveNAFNet
+
+    def build(seed: int = 0, **overrides):
+        torch.manual_seed(seed)
+        config = dict(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
+        return CurveNAFNet(**{**config, **overrides})
+
+    return build

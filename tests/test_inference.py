@@ -89,22 +89,11 @@ def test_tiled_within_005_db_on_a_photo(photo: torch.Tensor) -> None:
     assert abs(float(psnr(whole, photo)) - float(psnr(tiled, photo))) < 0.05
 
 
-def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo: torch.Tensor) -> None:
+def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo, tiny_curve_nafnet) -> None:
     """CurveNAFNet's curves and deblurring kernel come from the whole picture, not from each tile: with
     its NAFNet made the identity, the tiled result is exactly its global stages applied to the whole
     image."""
-    from anyrestore.models.curve_nafnet import CurveNAFNet
-
-    torch.manual_seed(0)
-    model = CurveNAFNet(
-        width=8,
-        middle_blk_num=1,
-        enc_blk_nums=[1, 1],
-        dec_blk_nums=[1, 1],
-        curve_width=8,
-        deblur_sigmas=[1.0, 2.0],
-        deblur_size=9,
-    )
+    model = tiny_curve_nafnet(deblur_sigmas=[1.0, 2.0], deblur_size=9)
     with torch.no_grad():
         for p in [*model.curve.parameters(), *model.deblur.parameters()]:
             p.add_(torch.randn_like(p) * 0.1)

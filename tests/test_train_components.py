@@ -219,13 +219,11 @@ def test_unknown_method_and_options() -> None:
         build_objective("restore", {"ratio": 0.3})
 
 
-def test_staged_objective_supervises_the_curve_stage() -> None:
+def test_staged_objective_supervises_the_curve_stage(tiny_curve_nafnet) -> None:
     """method 'stages': loss(output) + stage_weight * loss(stage), and the stage itself gets gradients."""
-    from anyrestore.models.curve_nafnet import CurveNAFNet
     from anyrestore.train import StepContext
 
-    torch.manual_seed(0)
-    model = CurveNAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1, 1], dec_blk_nums=[1, 1], curve_width=8)
+    model = tiny_curve_nafnet()
     objective = build_objective("stages", {"stage_weight": 0.25})
     assert objective.prepare_model(model) is model
     ctx = StepContext(
@@ -248,20 +246,12 @@ def test_staged_objective_supervises_the_curve_stage() -> None:
         build_objective("stages", {"stage_weight": -1.0})
 
 
-def test_staged_objective_trains_only_the_named_parts() -> None:
+def test_staged_objective_trains_only_the_named_parts(tiny_curve_nafnet) -> None:
     """``train`` freezes all but the named prefixes; ``final_weight: 0`` leaves only the stages' losses."""
-    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS, CurveNAFNet
+    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS
     from anyrestore.train import StepContext
 
-    torch.manual_seed(0)
-    model = CurveNAFNet(
-        width=8,
-        middle_blk_num=1,
-        enc_blk_nums=[1, 1],
-        dec_blk_nums=[1, 1],
-        curve_width=8,
-        deblur_sigmas=DEBLUR_SIGMAS,
-    )
+    model = tiny_curve_nafnet(deblur_sigmas=DEBLUR_SIGMAS)
     objective = build_objective(
         "stages", {"stage_weight": 1.0, "final_weight": 0.0, "train": ["deblur.head"]}
     )
@@ -295,22 +285,14 @@ def test_staged_objective_trains_only_the_named_parts() -> None:
         build_objective("stages", {"stage_weight": 0.0, "final_weight": 0.0})
 
 
-def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo: torch.Tensor) -> None:
+def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo, tiny_curve_nafnet) -> None:
     """method 'deblur_choice': the label is the bank entry nearest the clean image; a few steps on a
     blurred and a noisy crop teach the estimator to sharpen the first and leave the second alone."""
     from anyrestore.degrade import gaussian_blur
-    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS, CurveNAFNet
+    from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS
     from anyrestore.train import StepContext
 
-    torch.manual_seed(0)
-    model = CurveNAFNet(
-        width=8,
-        middle_blk_num=1,
-        enc_blk_nums=[1, 1],
-        dec_blk_nums=[1, 1],
-        curve_width=8,
-        deblur_sigmas=DEBLUR_SIGMAS,
-    )
+    model = tiny_curve_nafnet(deblur_sigmas=DEBLUR_SIGMAS)
     objective = build_objective("deblur_choice", {})
     objective.prepare_model(model)
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"deblur"}
@@ -336,7 +318,7 @@ def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo: torch.Ten
         weights = model.deblur.weights(model.curve(lq))
     assert weights[0, 0] < 0.5 < weights[1, 0]
     with pytest.raises(ObjectiveError, match="no deblurring stage"):
-        objective.prepare_model(CurveNAFNet(width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1]))
+        objective.prepare_model(tiny_curve_nafnet())
 
     # blend_weight adds the PSNR loss of the stage's own output, the blend of the bank.
     blended = build_objective("deblur_choice", {"blend_weight": 0.5})
