@@ -23,6 +23,7 @@ def test_default_model_ships_with_the_package() -> None:
     loaded = resolve_model(None)
     assert DEFAULT_MODEL in EMBEDDED
     assert loaded.descriptor.architecture == "curve_nafnet"
+    assert loaded.module.deblur is not None and len(loaded.module.deblur.kernels) == 6
     assert sum(p.numel() for p in loaded.module.parameters()) < 5_000_000
 
 
@@ -39,7 +40,13 @@ def test_default_model_restores_the_example(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "gain"),
-    [("haze:beta=1.5", 3.0), ("low_light", 3.0), ("rain", 3.0), ("noise:sigma=25", 3.0)],
+    [
+        ("haze:beta=1.5", 3.0),
+        ("low_light", 3.0),
+        ("rain", 3.0),
+        ("noise:sigma=25", 3.0),
+        ("blur:kernel_size=15,sigma=2.0", 3.0),
+    ],
 )
 def test_default_model_restores_held_out_degradations(spec: str, gain: float) -> None:
     """A held-out photo (never trained on), degraded as on the results page: the default model gains at
