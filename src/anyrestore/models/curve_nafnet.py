@@ -158,6 +158,11 @@ class DeblurStage(nn.Module):
         t = torch.sigmoid(out[:, :1])
         return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
 
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """Reflect-pad by half a kernel, as the blur operators pad (``anyrestore.degrade.blur``)."""
+        pad = self.size // 2
+        return F.pad(x, (pad, pad, pad, pad), mode="reflect")
+
     def bank(self) -> torch.Tensor:
         """(1 + K, size, size): the identity kernel, then the deblurring kernels."""
         delta = torch.zeros_like(self.kernels[:1])
@@ -171,8 +176,7 @@ class DeblurStage(nn.Module):
     def each_option(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1 + K, C, H, W): ``x`` filtered by every entry of the bank (identity first)."""
         n, c, h, w = x.shape
-        pad = self.size // 2
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        padded = self._pad(x)
         out = F.conv2d(padded.reshape(n * c, 1, *padded.shape[-2:]), self.bank()[:, None])
         return out.reshape(n, c, -1, h, w).transpose(1, 2)
 
@@ -182,8 +186,7 @@ class DeblurStage(nn.Module):
             # Export graphs keep the batch dynamic, and a grouped conv's groups cannot be: filter with the
             # whole bank and blend the results (more work, same numbers).
             return torch.einsum("nkchw,nk->nchw", self.each_option(x), self.weights(x))
-        pad = self.size // 2
-        padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        padded = self._pad(x)
         k = self.kernel(x).repeat_interleave(c, dim=0)[:, None]
         out = F.conv2d(padded.reshape(1, n * c, *padded.shape[-2:]), k, groups=n * c)
         return out.reshape(n, c, h, w)

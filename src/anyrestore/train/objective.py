@@ -97,6 +97,21 @@ def _restore(options: Mapping[str, Any]) -> Objective:
     return Objective()
 
 
+def train_only(model: nn.Module, prefixes: Sequence[str], method: str) -> None:
+    """Freeze every parameter of ``model`` but those under the module paths ``prefixes`` (``deblur``
+    covers ``deblur.head.0.weight``, not ``deblurx.*``); a prefix that matches nothing is an error."""
+
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    names = [name for name, _ in model.named_parameters()]
+    for prefix in prefixes:
+        if not any(under(name, prefix) for name in names):
+            raise ObjectiveError(f"method '{method}': train prefix '{prefix}' matches no parameter")
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(under(name, prefix) for prefix in prefixes))
+
+
 class StagedObjective(Objective):
     """Supervise a model's intermediate restorations too (deep supervision), optionally training only
     some of its parts.
@@ -130,12 +145,7 @@ class StagedObjective(Objective):
         if "return_stages" not in inspect.signature(model.forward).parameters:
             raise ObjectiveError(f"method 'stages': {type(model).__name__} has no intermediate stages")
         if self.train is not None:
-            names = [name for name, _ in model.named_parameters()]
-            for prefix in self.train:
-                if not any(name == prefix or name.startswith(prefix + ".") for name in names):
-                    raise ObjectiveError(f"method 'stages': train prefix '{prefix}' matches no parameter")
-            for name, param in model.named_parameters():
-                param.requires_grad_(any(name == t or name.startswith(t + ".") for t in self.train))
+            train_only(model, self.train, "stages")
         return model
 
     def loss(
@@ -190,8 +200,7 @@ class DeblurChoiceObjective(Objective):
                 f"method 'deblur_choice': {type(model).__name__} has no deblurring stage (a curve_nafnet "
                 "with deblur_sigmas)"
             )
-        for name, param in model.named_parameters():
-            param.requires_grad_(name.startswith(self.TRAINED))
+        train_only(model, self.TRAINED, "deblur_choice")
         return model
 
     def loss(
