@@ -68,7 +68,7 @@ def test_defaults_types_and_yaml_number_quirks() -> None:
         ("schedule.milestones=[10]", "schedule.milestones: applies to kind multistep only"),
         ("schedule.kind=cosine_restarts", "schedule.periods: cosine_restarts needs periods"),
         ("loss=[{name: l2}]", "loss.0.name: unknown loss 'l2'; known: l1, charbonnier, psnr, masked_l1"),
-        ("loss=[{name: l1, eps: 0.001}]", "loss.0.eps: applies to charbonnier only"),
+        ("loss=[{name: l1, eps: 0.001}]", "loss.0.eps: applies to charbonnier and psnr only"),
         ("loss={name: l1}", "loss: expected a list of mappings, got dict"),
         ("data.train.weights=[1]", "data.train.weights: apply to mix: weighted only"),
         ("model.architecture=null", "model.architecture: a value is required here"),

@@ -107,7 +107,7 @@ class ScheduleSection:
 
 @dataclass
 class LossTerm:
-    """One weighted loss term (see :data:`anyrestore.train.losses.LOSSES`); ``eps`` for Charbonnier."""
+    """One weighted loss term (see :data:`anyrestore.train.losses.LOSSES`); ``eps`` for Charbonnier, PSNR."""
 
     name: str
     weight: float = 1.0
@@ -235,7 +235,11 @@ def _check(recipe: Recipe) -> None:
     need(bool(recipe.loss), "loss", "needs at least one term")
     for i, term in enumerate(recipe.loss):
         need(term.name in LOSSES, f"loss.{i}.name", f"unknown loss {term.name!r}; known: {', '.join(LOSSES)}")
-        need(term.eps is None or term.name == "charbonnier", f"loss.{i}.eps", "applies to charbonnier only")
+        need(
+            term.eps is None or term.name in ("charbonnier", "psnr"),
+            f"loss.{i}.eps",
+            "applies to charbonnier and psnr only",
+        )
     if recipe.ema is not None:
         need(0 <= recipe.ema.decay < 1, "ema.decay", "must lie in [0, 1)")
         need(recipe.ema.start >= 0, "ema.start", "must be >= 0")
