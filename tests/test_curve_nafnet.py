@@ -3,15 +3,19 @@ import math
 import pytest
 import torch
 
-from anyrestore.degrade import gaussian_blur, haze, low_light
+from anyrestore.degrade import gaussian_blur, haze, jpeg_compress, low_light
 from anyrestore.evaluate import psnr
 from anyrestore.models.checkpoint import load_model
 from anyrestore.models.curve_nafnet import (
     CURVE_EPS,
+    DEBLOCK_QUALITIES,
     DEBLUR_SIGMAS,
+    LUMA,
     CurveNAFNet,
     CurveStage,
+    DeblockStage,
     DeblurStage,
+    fit_deblock_filters,
     infer_curve_nafnet_config,
     wiener_deblur_kernel,
 )
@@ -185,3 +189,110 @@ def test_deblur_estimate_is_per_image_and_export_path_agrees():
         with mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
             exported = stage(torch.cat([sharp, flat]))
         torch.testing.assert_close(exported, both, rtol=1e-5, atol=1e-5)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    return (x * torch.tensor(LUMA)[None, :, None, None]).sum(1, keepdim=True)
+
+
+def _select_entry(stage: DeblockStage, index: int) -> None:
+    """Make the stage apply bank entry ``index`` (0 = identity) alone to every image."""
+    with torch.no_grad():
+        stage.head[2].weight.zero_()
+        bias = torch.full((1 + len(stage.kernels),), -30.0)
+        bias[0] = 30.0 if index else -30.0
+        bias[index if index else 1] = 30.0
+        stage.head[2].bias.copy_(bias)
+
+
+def test_deblock_stage_filters_each_block_position_and_only_luma():
+    """Pixel (8i + a, 8j + b) goes through filter a * 8 + b of the selected entry (checked against a
+    plain per-position convolution of the reflect-padded luma); the correction of luma is added to R, G
+    and B alike, so chroma (Cb, Cr) stays; the JPEG grid stays at the top-left corner of any size."""
+    torch.manual_seed(0)
+    stage = DeblockStage(qualities=(10, 20), size=5).eval()
+    with torch.no_grad():
+        stage.kernels.normal_(std=0.2)
+        stage.offsets.normal_(std=0.1)
+    _select_entry(stage, 2)
+    x = torch.rand(2, 3, 24, 40)
+    with torch.no_grad():
+        out = stage(x)
+        gray = _luma(x)
+        padded = torch.nn.functional.pad(gray, (2, 2, 2, 2), mode="reflect")
+        expected = torch.empty_like(gray)
+        for a in range(8):
+            for b in range(8):
+                k = stage.kernels[1, a * 8 + b][None, None]
+                full = torch.nn.functional.conv2d(padded, k) + stage.offsets[1, a * 8 + b]
+                expected[..., a::8, b::8] = full[..., a::8, b::8]
+    torch.testing.assert_close(out, x + (expected - gray), rtol=1e-5, atol=1e-5)
+    # Chroma unchanged: the output minus the input is the same in every channel.
+    torch.testing.assert_close(out - x, (out - x)[:, :1].expand_as(x), rtol=0, atol=1e-6)
+    # A 21 x 30 image is the top-left corner of itself padded (bottom/right) to 24 x 32.
+    odd = torch.rand(1, 3, 21, 30)
+    big = torch.nn.functional.pad(odd, (0, 2, 0, 3), mode="replicate")
+    with torch.no_grad():
+        torch.testing.assert_close(stage(odd), stage(big)[..., :21, :30], rtol=1e-5, atol=1e-5)
+    _select_entry(stage, 0)
+    with torch.no_grad():
+        torch.testing.assert_close(stage(x), x, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        DeblockStage(size=10)
+
+
+def test_deblock_stage_round_trip_fresh_identity_and_export_path():
+    model = CurveNAFNet(**TINY, deblur_sigmas=DEBLUR_SIGMAS, deblock_qualities=DEBLOCK_QUALITIES).eval()
+    assert model.deblock.kernels.shape == (5, 64, 11, 11) and model.deblock.offsets.shape == (5, 64)
+    cfg = infer_curve_nafnet_config(model.state_dict())
+    assert (
+        cfg is not None and tuple(cfg["deblock_qualities"]) == DEBLOCK_QUALITIES and cfg["deblock_size"] == 11
+    )
+    CurveNAFNet(**cfg).load_state_dict(model.state_dict(), strict=True)
+    assert "deblock_qualities" not in infer_curve_nafnet_config(CurveNAFNet(**TINY).state_dict())
+    x = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        assert (model.deblock.weights(x)[:, 0] > 0.997).all()
+        torch.testing.assert_close(model.deblock(x), x, rtol=0, atol=1e-6)  # fresh filters are deltas
+        out, stages = model(x, return_stages=True)
+        assert len(stages) == 3  # deblock, curve, deblur
+        torch.testing.assert_close(out, model.restorer(model.deblur(model.curve(model.deblock(x)))))
+
+    from unittest import mock
+
+    stage = model.deblock
+    with torch.no_grad():
+        for p in stage.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        w = stage.weights(x)
+        assert not torch.allclose(w[0], w[1])
+        torch.testing.assert_close(w.sum(dim=1), torch.ones(2))
+        eager = stage(x)
+        torch.testing.assert_close(eager[:1], stage(x[:1]), rtol=1e-5, atol=1e-5)
+        with mock.patch("torch.onnx.is_in_onnx_export", return_value=True):
+            torch.testing.assert_close(stage(x), eager, rtol=1e-5, atol=1e-5)
+
+
+def test_fitted_deblock_filters_undo_jpeg_on_another_photo():
+    """Filters fitted by least squares on one JPEG-compressed photo (quality 20) take several tenths of
+    a dB off the JPEG error of another photo; the identity entry changes nothing."""
+    from skimage import data
+
+    def photo(array):
+        h, w = array.shape[:2]
+        return torch.from_numpy(array[: h - h % 8, : w - w % 8].copy()).permute(2, 0, 1)[None].float() / 255
+
+    train = [photo(data.astronaut()), photo(data.coffee())]
+    test = photo(data.chelsea()[:192, :256])
+    pairs = [(_luma(jpeg_compress(x, quality=20)), _luma(x)) for x in train]
+    kernels, offsets = fit_deblock_filters(pairs, size=7)
+    stage = DeblockStage(qualities=(20,), size=7).eval()
+    with torch.no_grad():
+        stage.kernels[0], stage.offsets[0] = kernels, offsets
+    _select_entry(stage, 1)
+    decoded = jpeg_compress(test, quality=20)
+    with torch.no_grad():
+        gain = float(psnr(stage(decoded).clamp(0, 1), test) - psnr(decoded, test))
+    assert gain > 0.3, gain
+    with pytest.raises(ValueError, match="multiples of 8"):
+        fit_deblock_filters([(torch.rand(1, 1, 20, 24), torch.rand(1, 1, 20, 24))])

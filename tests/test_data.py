@@ -198,6 +198,42 @@ def test_synthetic_modes(tmp_path: Path) -> None:
     assert identity.task == "clean" and torch.equal(s["lq"], s["gt"])
 
 
+def test_synthetic_before_is_the_image_before_that_step(tmp_path: Path) -> None:
+    """``before: jpeg``: for noise then JPEG, the noisy image (JPEG of it gives the input exactly); for
+    JPEG alone, the clean one; without a JPEG step, the input itself. Specs and batches carry it."""
+    path = tmp_path / "clean" / "a.png"
+    _save(path, 32, 32)
+    from anyrestore.degrade import jpeg_compress
+
+    noisy_jpeg = SyntheticDataset(
+        [path], parse_steps(["noise:sigma=20", "jpeg:quality=30"], "t"), patch_size=24, before="jpeg"
+    )
+    s = noisy_jpeg.sample(0, make_generator(4))
+    assert not torch.equal(s["before"], s["gt"]) and not torch.equal(s["before"], s["lq"])
+    torch.testing.assert_close(jpeg_compress(s["before"][None], quality=30)[0], s["lq"], rtol=0, atol=0)
+    plain = SyntheticDataset([path], parse_steps(["noise:sigma=20", "jpeg:quality=30"], "t"), patch_size=24)
+    assert torch.equal(plain.sample(0, make_generator(4))["lq"], s["lq"])  # same draws as without it
+
+    s = SyntheticDataset([path], parse_steps(["jpeg:quality=30"], "t"), patch_size=24, before="jpeg").sample(
+        0, make_generator(0)
+    )
+    assert torch.equal(s["before"], s["gt"])
+    s = SyntheticDataset([path], parse_steps(["noise:sigma=20"], "t"), patch_size=24, before="jpeg").sample(
+        0, make_generator(0)
+    )
+    assert torch.equal(s["before"], s["lq"]) and not torch.equal(s["lq"], s["gt"])
+
+    spec = SyntheticSetSpec(type="synthetic", clean="clean", degrade=["jpeg"], before="jpeg", patch_size=16)
+    ds = build_dataset(spec, data_root=tmp_path, train=True)
+    batch = collate([ds.sample(0, make_generator(i)) for i in range(2)])
+    assert batch["before"].shape == (2, 3, 16, 16)
+    without = {k: v for k, v in ds.sample(0, make_generator(1)).items() if k != "before"}
+    with pytest.raises(DataError, match="without 'before'"):
+        collate([ds.sample(0, make_generator(0)), without])
+    with pytest.raises(DataError, match="'before' needs mode sequence"):
+        SyntheticDataset([path], parse_steps(["jpeg"], "t"), mode="choice", patch_size=16, before="jpeg")
+
+
 def test_synthetic_errors(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     _save(path, 20, 20)

@@ -32,6 +32,8 @@ TINY = {
         "curve_width": 8,
         "deblur_sigmas": [1.0, 2.0, 3.0],
         "deblur_size": 9,
+        "deblock_qualities": [20, 50],
+        "deblock_size": 5,
     },
     "restormer": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 2, 2, 4]},
 }
@@ -94,7 +96,8 @@ def test_nafnet_dynamic_export_matches_the_restorer(tmp_path: Path, photos: torc
 
 def test_curve_nafnet_dynamic_export(tmp_path: Path, photos: torch.Tensor) -> None:
     """The default model's design: the thumbnail and its curves are resized inside the graph, so one
-    graph serves every input size; the deblur stage's per-image kernels survive a dynamic batch."""
+    graph serves every input size; the deblur and deblock stages' per-image blends survive a dynamic
+    batch."""
     checkpoint = tiny_model("curve_nafnet", tmp_path / "curve.safetensors")
     out = tmp_path / "curve.onnx"
     export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "32", "--dynamic")

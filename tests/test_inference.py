@@ -90,12 +90,12 @@ def test_tiled_within_005_db_on_a_photo(photo: torch.Tensor) -> None:
 
 
 def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo, tiny_curve_nafnet) -> None:
-    """CurveNAFNet's curves and deblurring kernel come from the whole picture, not from each tile: with
-    its NAFNet made the identity, the tiled result is exactly its global stages applied to the whole
-    image."""
-    model = tiny_curve_nafnet(deblur_sigmas=[1.0, 2.0], deblur_size=9)
+    """CurveNAFNet's deblocking filters, curves and deblurring kernel come from the whole picture, not
+    from each tile: with its NAFNet made the identity, the tiled result is exactly its global stages
+    applied to the whole image."""
+    model = tiny_curve_nafnet(deblur_sigmas=[1.0, 2.0], deblur_size=9, deblock_qualities=[20], deblock_size=5)
     with torch.no_grad():
-        for p in [*model.curve.parameters(), *model.deblur.parameters()]:
+        for p in [*model.curve.parameters(), *model.deblur.parameters(), *model.deblock.parameters()]:
             p.add_(torch.randn_like(p) * 0.1)
         model.restorer.ending.weight.zero_()
         model.restorer.ending.bias.zero_()
@@ -103,8 +103,8 @@ def test_a_global_first_stage_sees_the_whole_image_when_tiling(photo, tiny_curve
     x = photo[:1, :, :96, :128]
     tiled = Restorer(model, descriptor, tile=32)(x)
     with torch.no_grad():
-        whole_curve = model.deblur(model.curve(x)).clamp(0, 1)
-        per_tile = model.deblur(model.curve(x[..., :32, :32])).clamp(0, 1)
+        whole_curve = model.deblur(model.curve(model.deblock(x))).clamp(0, 1)
+        per_tile = model.deblur(model.curve(model.deblock(x[..., :32, :32]))).clamp(0, 1)
     torch.testing.assert_close(tiled, whole_curve, rtol=0, atol=1e-5)
     assert (tiled[..., :32, :32] - per_tile).abs().max() > 1e-3  # a tile alone would get other curves
 

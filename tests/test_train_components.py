@@ -66,6 +66,11 @@ def test_losses_match_their_formulas() -> None:
     assert charbonnier_loss(pred, target) == pytest.approx(float(torch.sqrt(d * d + 1e-6).mean()), rel=1e-6)
     expected = -psnr(pred, target, "rgb").mean()  # on quantised images; the loss is on floats: close
     assert psnr_loss(pred, target) == pytest.approx(float(expected), abs=0.05)
+    # eps caps what a near-perfect image is worth: a clean input left exactly alone scores -30 dB, not -80.
+    assert psnr_loss(pred, pred, eps=1e-3) == pytest.approx(-30.0)
+    assert psnr_loss(pred, pred) == pytest.approx(-80.0)
+    mse = d.pow(2).flatten(1).mean(1)
+    assert psnr_loss(pred, target, eps=1e-3) == pytest.approx(float(10 * torch.log10(mse + 1e-3).mean()))
 
     mask = (torch.rand(2, 1, 8, 8, generator=g) < 0.5).float()
     by_hand = (d.abs() * mask).sum() / (mask.sum() * 3)
@@ -317,7 +322,7 @@ def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo, tiny_curv
     with torch.no_grad():
         weights = model.deblur.weights(model.curve(lq))
     assert weights[0, 0] < 0.5 < weights[1, 0]
-    with pytest.raises(ObjectiveError, match="no deblurring stage"):
+    with pytest.raises(ObjectiveError, match="no deblur stage"):
         objective.prepare_model(tiny_curve_nafnet())
 
     # blend_weight adds the PSNR loss of the stage's own output, the blend of the bank.
@@ -329,3 +334,52 @@ def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo, tiny_curv
     torch.testing.assert_close(loss, parts["choice"] - 0.5 * stage_psnr, rtol=0, atol=1e-3)
     with pytest.raises(ObjectiveError, match="takes only blend_weight"):
         build_objective("deblur_choice", {"weight": 1.0})
+
+
+def test_deblock_choice_targets_the_image_before_jpeg(photo, tiny_curve_nafnet) -> None:
+    """method 'deblock_choice': the label is the bank entry nearest ``before`` (the image before JPEG):
+    a few steps teach the estimator to deblock a JPEG crop and leave a noisy one alone, though the bank's
+    smoothing entry would bring the noisy one nearer the clean photo."""
+    from anyrestore.degrade import jpeg_compress
+    from anyrestore.models.curve_nafnet import LUMA, fit_deblock_filters
+    from anyrestore.train import StepContext
+
+    model = tiny_curve_nafnet(deblock_qualities=(20, 50), deblock_size=5)
+    objective = build_objective("deblock_choice", {})
+    objective.prepare_model(model)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"deblock"}
+    assert not model.deblock.kernels.requires_grad and not model.deblock.offsets.requires_grad
+    gt = photo[:, :, :64, :64].repeat(2, 1, 1, 1)
+    noisy = (gt[1:] + 0.2 * torch.randn_like(gt[1:])).clamp(0, 1)
+    lq = torch.cat([jpeg_compress(gt[:1], quality=20), noisy])
+
+    def luma(x):
+        return (x * torch.tensor(LUMA)[None, :, None, None]).sum(1, keepdim=True)
+
+    with torch.no_grad():
+        kernels, offsets = fit_deblock_filters([(luma(lq[:1]), luma(gt[:1]))], size=5)
+        model.deblock.kernels[0], model.deblock.offsets[0] = kernels, offsets
+        model.deblock.kernels[1] = 0.0
+        model.deblock.kernels[1, :, 1:4, 1:4] = 1.0 / 9  # a 3x3 box blur at every block position
+        options = model(lq, deblock_options=True)[1]
+        before = torch.cat([gt[:1], noisy])
+        to_clean = (options - gt[:, None]).pow(2).flatten(2).mean(2)
+        to_before = (options - before[:, None]).pow(2).flatten(2).mean(2)
+    assert to_clean[0].argmin() == 1 and to_clean[1].argmin() == 2  # against the clean photo: blur the noise
+    assert to_before[0].argmin() == 1 and to_before[1].argmin() == 0  # against before: leave it alone
+    batch = {"lq": lq, "gt": gt, "before": before}
+    ctx = StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(60):
+        loss, parts = objective.loss(model, batch, ctx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert parts["acc"] == 1.0
+    with torch.no_grad():
+        weights = model.deblock.weights(lq)
+    assert weights[0, 0] < 0.5 < weights[1, 0]
+    with pytest.raises(ObjectiveError, match="no deblock stage .*deblock_qualities"):
+        objective.prepare_model(tiny_curve_nafnet())

@@ -58,6 +58,7 @@ class SyntheticSetSpec:
     mode: str = "sequence"
     task: str | None = None
     regions_per_image: int | None = None
+    before: str | None = None
     recursive: bool = False
     patch_size: int | None = None
     flip: bool = True
@@ -145,7 +146,13 @@ def build_dataset(
         files = _clean_files(spec, data_root)[: spec.limit]
         steps = parse_steps(spec.degrade, where)
         return SyntheticDataset(
-            files, steps, mode=spec.mode, task=spec.task, regions_per_image=spec.regions_per_image, **common
+            files,
+            steps,
+            mode=spec.mode,
+            task=spec.task,
+            regions_per_image=spec.regions_per_image,
+            before=spec.before,
+            **common,
         )
     except DataError as exc:
         message = str(exc)

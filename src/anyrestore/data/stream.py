@@ -150,12 +150,14 @@ def micro_batch_size(global_batch: int, world_size: int, accumulate: int) -> int
 def collate(samples: list[Sample]) -> Sample:
     """Stack a list of samples into a batch; samples of different sizes are a clear error."""
     batch: Sample = {}
-    for key in ("lq", "gt", "labels"):
+    for key in ("lq", "gt", "labels", "before"):
         present = [s[key] for s in samples if key in s]
         if not present:
             continue
         if len(present) != len(samples):
-            raise DataError(f"a batch mixes samples with and without '{key}' (tasks must agree on labels)")
+            raise DataError(
+                f"a batch mixes samples with and without '{key}' (tasks must agree on labels and before)"
+            )
         shapes = {tuple(t.shape) for t in present}
         if len(shapes) > 1:
             detail = ", ".join(f"{s['task']}: {tuple(s[key].shape)}" for s in samples[:4])

@@ -9,6 +9,10 @@ The clean image is cropped and flipped first, then degraded, all with the sample
 - ``regions``: ABAIR's degradation CutMix: each step in its own random rectangle, with ``labels``, the
   per-pixel class (0 = clean, i = ``label_names[i]``). ``regions_per_image`` steps are drawn per sample
   (all when None).
+
+With ``before`` (an operator name, sequence mode), a sample also holds ``before``: the image just before
+that step (or the input itself when the steps do not include it), the target of a stage that undoes
+only that step (the default model's deblocking stage, ``before: jpeg``).
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class SyntheticDataset(RestorationDataset):
         flip: bool = False,
         rotate: bool = False,
         regions_per_image: int | None = None,
+        before: str | None = None,
         seed: int = 0,
         cache: bool = False,
         progress: bool = False,
@@ -109,12 +114,15 @@ class SyntheticDataset(RestorationDataset):
         self.scale = math.prod(scales) if mode == "sequence" else (scales[0] if scales else 1)
         if patch_size is not None and patch_size % self.scale:
             raise DataError(f"{where}: patch_size {patch_size} is not a multiple of the scale {self.scale}")
+        if before is not None and mode != "sequence":
+            raise DataError(f"{where}: 'before' needs mode sequence, not '{mode}'")
         if regions_per_image is not None and not 1 <= regions_per_image <= len(steps):
             raise DataError(f"{where}: regions_per_image must lie in 1..{len(steps)}")
 
         self.files = [Path(f) for f in files]
         self.steps, self.mode, self.patch_size, self.crop = steps, mode, patch_size, crop
         self.flip, self.rotate, self.regions_per_image = flip, rotate, regions_per_image
+        self.before = before
         ops = list(dict.fromkeys(name for name, _ in steps))
         self.task = task or ("+".join(ops) if ops else "clean")
         self.label_names = ("clean", *ops) if mode == "regions" else ()
@@ -139,7 +147,15 @@ class SyntheticDataset(RestorationDataset):
 
         out: Sample = {"gt": clean, "task": self.task, "path": str(path)}
         x = clean[None]
-        if self.mode == "sequence":
+        if self.mode == "sequence" and self.before is not None:
+            # Where one stage undoes one step (e.g. a deblocking stage, JPEG), its target is the image
+            # just before that step; without the step, the input itself.
+            names = [name for name, _ in self.steps]
+            cut = names.index(self.before) if self.before in names else len(names)
+            mid, _ = apply_sequence(x, self.steps[:cut], generator=generator)
+            lq, _ = apply_sequence(mid, self.steps[cut:], generator=generator)
+            out["before"] = (mid if cut < len(names) else lq)[0].contiguous()
+        elif self.mode == "sequence":
             lq, _ = apply_sequence(x, self.steps, generator=generator)
         elif self.mode == "choice":
             k = int(torch.randint(len(self.steps), (1,), generator=generator).item())

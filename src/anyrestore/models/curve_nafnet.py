@@ -1,5 +1,5 @@
-"""CurveNAFNet: a tone-curve stage and a blind deblurring stage in front of a NAFNet (our design, the
-default model).
+"""CurveNAFNet: a JPEG deblocking stage, a tone-curve stage and a blind deblurring stage in front of a
+NAFNet (our design, the default model).
 
 Haze, under-exposure and colour casts change an image slowly across the frame, and undoing them needs
 context from the whole picture; noise, blur, JPEG blocks and rain streaks are local. A small U-Net such
@@ -22,11 +22,17 @@ budget. So a deblurring stage sits between the two: an estimator reads gradient 
 width, with the identity; the blended kernel is applied once to the whole image. It starts within
 0.25% of the identity (a fresh model is still nearly its NAFNet); ``scripts/add_deblur_stage.py``
 fits each kernel by least squares on blurred training photos before the stage is trained.
+
+JPEG's error depends on where a pixel sits in its 8x8 block, which a shift-invariant network learns
+slowly. The deblocking stage, first in line (JPEG is the last thing that happens to a photo), gives every
+block position its own linear filter of the luma, one bank of 64 per JPEG quality, fitted by least
+squares (``scripts/add_deblock_stage.py``), and blends the bank per image from an estimate of the
+blockiness; it too starts within 0.25% of the identity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -39,6 +45,9 @@ from anyrestore.models.registry import Architecture, StateDict, register_archite
 
 CURVE_EPS = 1e-3
 DEBLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+DEBLOCK_QUALITIES = (10, 20, 30, 50, 75)
+JPEG_BLOCK = 8
+LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG's YCbCr: a change of luma alone leaves Cb and Cr as they are
 
 
 class CurveStage(nn.Module):
@@ -192,10 +201,174 @@ class DeblurStage(nn.Module):
         return out.reshape(n, c, h, w)
 
 
+class DeblockStage(nn.Module):
+    """Blind JPEG deblocking of the luma: estimator -> weights over identity + a bank of block-phase filters.
+
+    JPEG quantises each 8x8 block (aligned to the image's top-left corner) on its own, so its error
+    depends on where a pixel sits in its block. Each bank entry (one per JPEG quality) is therefore 64
+    ``size`` x ``size`` filters plus an offset, one per position in the block, that map the decoded luma to
+    the original (fitted by least squares, ``scripts/add_deblock_stage.py``); the image's correction of
+    luma is added to R, G and B alike, which leaves chroma unchanged. The estimator reads how much larger
+    the luma steps are on each of the 8 column and row phases than on average (JPEG's block borders
+    stand out) and three small conv layers, and blends identity and bank per image. It starts within
+    0.25% of the identity.
+    """
+
+    def __init__(self, qualities: Sequence[int] = DEBLOCK_QUALITIES, size: int = 11, width: int = 16) -> None:
+        super().__init__()
+        if size % 2 == 0 or size < 3:
+            raise ValueError(f"deblock filter size must be odd and >= 3, got {size}")
+        self.size = size
+        phases = JPEG_BLOCK * JPEG_BLOCK
+        kernels = torch.zeros(len(qualities), phases, size, size)
+        kernels[:, :, size // 2, size // 2] = 1.0
+        self.kernels = nn.Parameter(kernels)
+        self.offsets = nn.Parameter(torch.zeros(len(qualities), phases))
+        self.register_buffer("luma", torch.tensor(LUMA)[None, :, None, None], persistent=False)
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * width + 2 * JPEG_BLOCK + 1, 32), nn.GELU(), nn.Linear(32, 1 + len(qualities))
+        )
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
+        nn.init.constant_(self.head[2].bias[:1], -6.0)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + K) blend weights, rows summing to 1: the identity's ``1 - t`` first, then ``t`` shared
+        by the bank (softmax)."""
+        gray = (x * self.luma).sum(dim=1, keepdim=True)
+        mean = gray.mean(dim=(2, 3), keepdim=True)
+        gray = (gray - mean) / ((gray - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + 1e-2)
+        f = self.features(gray)
+        across = (gray[..., :, 1:] - gray[..., :, :-1]).abs()  # steps between columns j and j + 1
+        down = (gray[..., 1:, :] - gray[..., :-1, :]).abs()
+        activity = 0.5 * (across.mean(dim=(1, 2, 3)) + down.mean(dim=(1, 2, 3))) + 1e-4
+        phases = [across[..., p::JPEG_BLOCK].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
+        phases += [down[..., p::JPEG_BLOCK, :].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
+        grid = torch.log(torch.stack(phases, 1) / activity[:, None] + 1e-4)
+        pooled = torch.cat(
+            [f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), grid, activity.log()[:, None]], 1
+        )
+        out = self.head(pooled)
+        t = torch.sigmoid(out[:, :1])
+        return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
+
+    def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(1 + K, 64, size, size) filters and (1 + K, 64) offsets: the identity first, then the bank."""
+        delta = torch.zeros_like(self.kernels[:1])
+        delta[..., self.size // 2, self.size // 2] = 1.0
+        return torch.cat([delta, self.kernels]), torch.cat([torch.zeros_like(self.offsets[:1]), self.offsets])
+
+    def _frames(self, kernels: torch.Tensor) -> torch.Tensor:
+        """(M, 64, s, s) -> (M, 64, s + 7, s + 7): phase (a, b)'s filter placed at row a, column b, so one
+        stride-8 conv over the padded luma computes every phase's output at once."""
+        last = JPEG_BLOCK - 1
+        frames = [
+            F.pad(kernels[:, a * JPEG_BLOCK + b], (b, last - b, a, last - a))
+            for a in range(JPEG_BLOCK)
+            for b in range(JPEG_BLOCK)
+        ]
+        return torch.stack(frames, 1)
+
+    def _filtered_luma(
+        self, gray: torch.Tensor, kernels: torch.Tensor, offsets: torch.Tensor
+    ) -> torch.Tensor:
+        """Luma (N, 1, H, W), H and W multiples of 8, through (64, s, s) filters and (64,) offsets shared
+        by the batch, or each image's own ((N, 64, s, s) and (N, 64): one grouped conv)."""
+        n, _, h, w = gray.shape
+        pad = self.size // 2
+        padded = F.pad(gray, (pad, pad, pad, pad), mode="reflect")
+        if kernels.dim() == 3:
+            # Shared: one strided conv per block position, so that every filter keeps a fixed shape (ONNX
+            # export needs it, and the batch stays dynamic).
+            phases = [
+                F.conv2d(padded[..., a:, b:], kernels[a * JPEG_BLOCK + b][None, None], stride=JPEG_BLOCK)
+                for a in range(JPEG_BLOCK)
+                for b in range(JPEG_BLOCK)
+            ]
+            out = torch.cat(phases, 1) + offsets[None, :, None, None]
+        else:
+            frames = self._frames(kernels)
+            frames = frames.reshape(n * JPEG_BLOCK**2, 1, *frames.shape[-2:])
+            out = F.conv2d(padded.reshape(1, n, *padded.shape[-2:]), frames, stride=JPEG_BLOCK, groups=n)
+            out = out.reshape(n, JPEG_BLOCK**2, h // JPEG_BLOCK, w // JPEG_BLOCK) + offsets[:, :, None, None]
+        return F.pixel_shuffle(out, JPEG_BLOCK)
+
+    def _deblock(self, x: torch.Tensor, kernels: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # JPEG's grid starts at the top-left corner: pad at the bottom and right only.
+        # Padded even by zero pixels: an export trace must not fix the choice for all sizes.
+        xp = F.pad(x, (0, -w % JPEG_BLOCK, 0, -h % JPEG_BLOCK), mode="replicate")
+        gray = (xp * self.luma).sum(dim=1, keepdim=True)
+        correction = self._filtered_luma(gray, kernels, offsets) - gray
+        return x + correction[..., :h, :w]
+
+    def each_option(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + K, C, H, W): ``x`` deblocked by every entry of the bank (identity first)."""
+        kernels, offsets = self.bank()
+        options = [self._deblock(x, kernels[k], offsets[k]) for k in range(len(kernels))]
+        return torch.stack(options, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = self.weights(x)
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+            return torch.einsum("nkchw,nk->nchw", self.each_option(x), weights)
+        kernels, offsets = self.bank()
+        return self._deblock(
+            x, torch.einsum("nk,kpij->npij", weights, kernels), torch.einsum("nk,kp->np", weights, offsets)
+        )
+
+
+def fit_deblock_filters(
+    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], size: int = 11
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares filters of one deblocking bank entry: for each of the 64 positions in a JPEG block,
+    the ``size`` x ``size`` filter and offset that best map the decoded luma to the original one over
+    every pixel at that position (normal equations in float64, a 1e-6 ridge).
+
+    ``pairs``: (decoded, original) luma, each (1, 1, H, W) with H and W multiples of 8, the JPEG grid at
+    the top-left corner. Windows are reflect-padded as :class:`DeblockStage` pads. Returns (64, size,
+    size) filters and (64,) offsets, for ``DeblockStage.kernels[k]`` and ``offsets[k]``.
+    """
+    n = size * size + 1
+    pad = size // 2
+    a_mat = torch.zeros(JPEG_BLOCK**2, n, n, dtype=torch.float64)
+    b_vec = torch.zeros(JPEG_BLOCK**2, n, dtype=torch.float64)
+    for decoded, original in pairs:
+        if (
+            decoded.shape[-2] % JPEG_BLOCK
+            or decoded.shape[-1] % JPEG_BLOCK
+            or decoded.shape != original.shape
+        ):
+            raise ValueError(
+                f"pairs must be equal (1, 1, H, W) with H, W multiples of 8, got {decoded.shape}"
+            )
+        padded = F.pad(decoded.double(), (pad, pad, pad, pad), mode="reflect")
+        for a in range(JPEG_BLOCK):
+            for b in range(JPEG_BLOCK):
+                cols = F.unfold(padded[..., a:, b:], size, stride=JPEG_BLOCK)[0]
+                cols = torch.cat([cols, torch.ones_like(cols[:1])])
+                target = original[0, 0, a::JPEG_BLOCK, b::JPEG_BLOCK].double().flatten()
+                a_mat[a * JPEG_BLOCK + b] += cols @ cols.T
+                b_vec[a * JPEG_BLOCK + b] += cols @ target
+    ridge = 1e-6 * a_mat.diagonal(dim1=1, dim2=2).mean() * torch.eye(n, dtype=torch.float64)
+    solution = torch.linalg.solve(a_mat + ridge, b_vec)
+    return solution[:, :-1].reshape(-1, size, size).float(), solution[:, -1].float()
+
+
 class CurveNAFNet(nn.Module):
-    """``restorer(deblur(curve(x)))``: global/slow corrections by the curve stage, a blind deconvolution
-    (with ``deblur_sigmas``, e.g. ``DEBLUR_SIGMAS`` as in the default model; without, the stage is left
-    out, as in checkpoints made before it existed), local corrections by the NAFNet."""
+    """``restorer(deblur(curve(deblock(x))))``: JPEG deblocking first (JPEG is the last thing that happens
+    to a photo; with ``deblock_qualities``), global/slow corrections by the curve stage, a blind
+    deconvolution (with ``deblur_sigmas``, e.g. ``DEBLUR_SIGMAS`` as in the default model), local
+    corrections by the NAFNet. Without the optional stages' settings they are left out, as in
+    checkpoints made before they existed."""
 
     def __init__(
         self,
@@ -211,8 +384,11 @@ class CurveNAFNet(nn.Module):
         curve_grid: int = 16,
         deblur_sigmas: Sequence[float] = (),
         deblur_size: int = 21,
+        deblock_qualities: Sequence[int] = (),
+        deblock_size: int = 11,
     ) -> None:
         super().__init__()
+        self.deblock = DeblockStage(deblock_qualities, deblock_size) if len(deblock_qualities) else None
         self.curve = CurveStage(img_channel, curve_width, curve_thumb, curve_grid)
         self.deblur = DeblurStage(deblur_sigmas, deblur_size) if len(deblur_sigmas) else None
         self.restorer = NAFNet(
@@ -226,35 +402,51 @@ class CurveNAFNet(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, return_stages: bool = False, deblur_options: bool = False
+        self,
+        x: torch.Tensor,
+        return_stages: bool = False,
+        deblur_options: bool = False,
+        deblock_options: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
-        """The restored image; with ``return_stages`` also each stage's output (curve, then deblur), for
-        deep supervision. ``deblur_options`` returns instead the deblur stage's blend weights and its
-        input filtered by every bank entry (training method ``deblur_choice``), the NAFNet not run."""
-        stages = [self.curve(x)]
+        """The restored image; with ``return_stages`` also each stage's output (deblock, curve, deblur,
+        those present), for deep supervision. ``deblur_options`` (``deblock_options``) returns instead
+        that stage's blend weights and its input filtered by every bank entry (training methods
+        ``deblur_choice``, ``deblock_choice``), the later stages not run."""
+        stages = []
+        if deblock_options:
+            if self.deblock is None:
+                raise ValueError("this CurveNAFNet has no deblocking stage")
+            return self.deblock.weights(x), self.deblock.each_option(x)
+        if self.deblock is not None:
+            x = self.deblock(x)
+            stages.append(x)
+        stages.append(self.curve(x))
         if deblur_options:
             if self.deblur is None:
                 raise ValueError("this CurveNAFNet has no deblurring stage")
-            return self.deblur.weights(stages[0]), self.deblur.each_option(stages[0])
+            return self.deblur.weights(stages[-1]), self.deblur.each_option(stages[-1])
         if self.deblur is not None:
             stages.append(self.deblur(stages[-1]))
         out = self.restorer(stages[-1])
         return (out, stages) if return_stages else out
 
     def tiling_stages(self) -> tuple[nn.Module, nn.Module]:
-        """For tiled inference: the curve and deblur stages run once on the whole image (their curves and
-        kernel come from the whole picture, not from each tile), then the NAFNet runs tile by tile."""
+        """For tiled inference: the deblock, curve and deblur stages run once on the whole image (their
+        estimates come from the whole picture, not from each tile, and the JPEG grid stays where it is),
+        then the NAFNet runs tile by tile."""
         return _GlobalStages(self), self.restorer
 
 
 class _GlobalStages(nn.Module):
-    """A CurveNAFNet's curve and deblur stages as one module (shares their parameters)."""
+    """A CurveNAFNet's deblock, curve and deblur stages as one module (shares their parameters)."""
 
     def __init__(self, model: CurveNAFNet) -> None:
         super().__init__()
-        self.curve, self.deblur = model.curve, model.deblur
+        self.deblock, self.curve, self.deblur = model.deblock, model.curve, model.deblur
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deblock is not None:
+            x = self.deblock(x)
         x = self.curve(x)
         return x if self.deblur is None else self.deblur(x)
 
@@ -279,6 +471,14 @@ def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
         # The sigmas only set the initial kernels, which the weights replace.
         sigmas = DEBLUR_SIGMAS if k == len(DEBLUR_SIGMAS) else tuple(1.0 + i for i in range(k))
         deblur = {"deblur_sigmas": sigmas, "deblur_size": int(kernels.shape[-1])}
+    blocks = state_dict.get("deblock.kernels")
+    if blocks is not None:
+        k = int(blocks.shape[0])
+        # The qualities only name the bank entries, which the weights fill.
+        qualities = (
+            DEBLOCK_QUALITIES if k == len(DEBLOCK_QUALITIES) else tuple(10 * (i + 1) for i in range(k))
+        )
+        deblur.update(deblock_qualities=qualities, deblock_size=int(blocks.shape[-1]))
     cfg = {
         **inner,
         "curve_width": curve_width,
@@ -298,6 +498,6 @@ register_architecture(
         size_multiple=lambda cfg: 2 ** len(cfg.get("enc_blk_nums", (1, 1, 1, 4))),
         normalization="none",
         precisions=("fp32", "bf16", "fp16"),
-        description="anyrestore's default design: a thumbnail tone-curve stage, then a NAFNet",
+        description="anyrestore's default design: deblocking, tone-curve, deblurring stages, then a NAFNet",
     )
 )

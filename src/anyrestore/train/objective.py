@@ -172,42 +172,46 @@ def _stages(options: Mapping[str, Any]) -> Objective:
     )
 
 
-class DeblurChoiceObjective(Objective):
-    """Teach a CurveNAFNet's blur estimator to pick, image by image, the bank entry (identity or one of
-    the deblurring kernels) that restores it best.
+class BankChoiceObjective(Objective):
+    """Teach a CurveNAFNet's blur (``stage="deblur"``) or JPEG (``"deblock"``) estimator to pick, image by
+    image, the bank entry (identity, or one of the deblurring kernels / deblocking filter sets) that
+    restores it best.
 
     Restoring through the blend and back-propagating makes a poor teacher: a sharpening kernel wrecks a
     noisy image by far more than it mends a blurred one, so until the estimator tells them apart the
     gradient only says "sharpen less". Here each image is filtered by every bank entry, the one nearest
     the clean target (mean squared error) is the label, and the estimator's blend weights, read as
     probabilities, are trained with cross-entropy. Cross-entropy alone leaves the weights spread over
-    neighbouring kernels (the labels of blur widths between two entries are ambiguous), and the blend of
-    a spread is a poor kernel: ``blend_weight`` adds that times the PSNR loss of the stage's actual
-    output, the blend, once the estimator tells blur from noise. Only the estimator learns; the kernels
-    and the rest of the model stay as they are. Accuracy (``acc``) is logged.
+    neighbouring entries (the labels of blur widths between two entries are ambiguous), and the blend of
+    a spread is a poor filter: ``blend_weight`` adds that times the PSNR loss of the stage's actual
+    output, the blend. Only the estimator learns; the bank and the rest of the model stay as they are.
+    Accuracy (``acc``) is logged. When the batch holds ``before`` (synthetic sets with ``before: jpeg``),
+    that is the target instead of the clean image: the deblocking stage should undo JPEG only, and not
+    smooth away noise, which is the NAFNet's to remove.
     """
 
-    TRAINED = ("deblur.features", "deblur.head")
-
-    def __init__(self, blend_weight: float = 0.0) -> None:
+    def __init__(self, stage: str, blend_weight: float = 0.0) -> None:
         if blend_weight < 0:
             raise ObjectiveError(f"method.options.blend_weight must be >= 0, got {blend_weight}")
+        self.stage = stage
+        self.method = f"{stage}_choice"
         self.blend_weight = float(blend_weight)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        if getattr(model, "deblur", None) is None:
+        if getattr(model, self.stage, None) is None:
+            setting = {"deblur": "deblur_sigmas", "deblock": "deblock_qualities"}[self.stage]
             raise ObjectiveError(
-                f"method 'deblur_choice': {type(model).__name__} has no deblurring stage (a curve_nafnet "
-                "with deblur_sigmas)"
+                f"method '{self.method}': {type(model).__name__} has no {self.stage} stage (a curve_nafnet "
+                f"with {setting})"
             )
-        train_only(model, self.TRAINED, "deblur_choice")
+        train_only(model, (f"{self.stage}.features", f"{self.stage}.head"), self.method)
         return model
 
     def loss(
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        weights, options = model(batch["lq"], deblur_options=True)
-        gt = batch["gt"].float()
+        weights, options = model(batch["lq"], **{f"{self.stage}_options": True})
+        gt = batch.get("before", batch["gt"]).float()
         errors = (options.detach().float() - gt[:, None]).pow(2).flatten(2).mean(2)  # (N, 1 + K)
         best = errors.argmin(dim=1)
         choice = torch.nn.functional.nll_loss(torch.log(weights.float() + 1e-8), best)
@@ -221,19 +225,23 @@ class DeblurChoiceObjective(Objective):
         return choice + self.blend_weight * blend_loss, parts
 
 
-def _deblur_choice(options: Mapping[str, Any]) -> Objective:
-    unknown = set(options) - {"blend_weight"}
-    if unknown:
-        raise ObjectiveError(
-            f"method 'deblur_choice' takes only blend_weight, got: {', '.join(sorted(unknown))}"
-        )
-    return DeblurChoiceObjective(float(options.get("blend_weight", 0.0)))
+def _bank_choice(stage: str) -> ObjectiveFactory:
+    def factory(options: Mapping[str, Any]) -> Objective:
+        unknown = set(options) - {"blend_weight"}
+        if unknown:
+            raise ObjectiveError(
+                f"method '{stage}_choice' takes only blend_weight, got: {', '.join(sorted(unknown))}"
+            )
+        return BankChoiceObjective(stage, float(options.get("blend_weight", 0.0)))
+
+    return factory
 
 
 OBJECTIVES: dict[str, ObjectiveFactory] = {
     "restore": _restore,
     "stages": _stages,
-    "deblur_choice": _deblur_choice,
+    "deblur_choice": _bank_choice("deblur"),
+    "deblock_choice": _bank_choice("deblock"),
 }
 
 
