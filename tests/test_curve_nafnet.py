@@ -258,6 +258,11 @@ def test_deblock_stage_round_trip_fresh_identity_and_export_path():
         assert len(stages) == 3  # deblock, curve, deblur
         torch.testing.assert_close(out, model.restorer(model.deblur(model.curve(model.deblock(x)))))
 
+    with torch.no_grad():
+        analysis = model.analyze(x)
+    assert set(analysis) == {"JPEG", "blur"} and all(0.0 <= v < 0.01 for v in analysis.values())
+    assert CurveNAFNet(**TINY).analyze(x) == {}
+
     from unittest import mock
 
     stage = model.deblock

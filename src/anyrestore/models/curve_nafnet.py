@@ -430,6 +430,19 @@ class CurveNAFNet(nn.Module):
         out = self.restorer(stages[-1])
         return (out, stages) if return_stages else out
 
+    def analyze(self, image: torch.Tensor) -> dict[str, float]:
+        """What the estimators see in one (1, 3, H, W) image in [0, 1] (the web demo's hook): for each
+        stage present, how strongly it acts, 0 (leaves the image alone) to 1: ``"JPEG"`` (deblocking)
+        and ``"blur"`` (deblurring, judged after deblocking and the curves, as it runs)."""
+        found: dict[str, float] = {}
+        x = image[:1]
+        if self.deblock is not None:
+            found["JPEG"] = 1.0 - float(self.deblock.weights(x)[0, 0])
+            x = self.deblock(x)
+        if self.deblur is not None:
+            found["blur"] = 1.0 - float(self.deblur.weights(self.curve(x))[0, 0])
+        return found
+
     def tiling_stages(self) -> tuple[nn.Module, nn.Module]:
         """For tiled inference: the deblock, curve and deblur stages run once on the whole image (their
         estimates come from the whole picture, not from each tile, and the JPEG grid stays where it is),
