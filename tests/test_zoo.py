@@ -24,6 +24,7 @@ def test_default_model_ships_with_the_package() -> None:
     assert DEFAULT_MODEL in EMBEDDED
     assert loaded.descriptor.architecture == "curve_nafnet"
     assert loaded.module.deblur is not None and len(loaded.module.deblur.kernels) == 6
+    assert loaded.module.deblock is not None and len(loaded.module.deblock.kernels) == 5
     assert sum(p.numel() for p in loaded.module.parameters()) < 5_000_000
 
 
@@ -61,6 +62,24 @@ def test_default_model_restores_held_out_degradations(spec: str, gain: float) ->
     out = Restorer(resolve_model(None), device="cpu", tile=0)(lq)
     before, after = float(psnr(lq, clean, "basicsr")), float(psnr(out, clean, "basicsr"))
     assert after > before + gain, (before, after)
+
+
+def test_default_model_analysis_tells_jpeg_from_blur() -> None:
+    """The web demo's analysis of the default model: its JPEG estimator acts on a JPEG q20 photo and not
+    on a blurred one, its blur estimator the other way round (held-out photo)."""
+    from skimage import data
+
+    from anyrestore.degrade import gaussian_blur, jpeg_compress
+    from anyrestore.serve.pool import find_analyzer
+
+    clean = torch.from_numpy(np.array(data.astronaut())).permute(2, 0, 1)[None].float() / 255.0
+    analyze = find_analyzer(resolve_model(None))
+    assert analyze is not None
+    with torch.no_grad():
+        jpeg = analyze(jpeg_compress(clean, quality=20))
+        blur = analyze(gaussian_blur(clean, kernel_size=15, sigma=2.0))
+    assert jpeg["JPEG"] > 0.5 > blur["JPEG"], (jpeg, blur)
+    assert blur["blur"] > 0.5 > jpeg["blur"], (jpeg, blur)
 
 
 def test_unknown_model_name_is_a_clear_error() -> None:
