@@ -115,7 +115,52 @@ def wiener_deblur_kernel(sigma: float, size: int = 21, nsr: float = 3e-3, grid: 
     return (w / w.sum()).float()
 
 
-class DeblurStage(nn.Module):
+def _exporting() -> bool:
+    """Inside an ONNX / ``torch.export`` trace, where the batch stays dynamic and a grouped conv's groups
+    cannot: the banks then filter with every entry and blend the results (more work, same numbers)."""
+    return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+def _contrast_normalised(gray: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) luminance over its own mean and spread: estimates that do not depend on contrast."""
+    centred = gray - gray.mean(dim=(2, 3), keepdim=True)
+    return centred / (centred.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + 1e-2)
+
+
+class _BankEstimator(nn.Module):
+    """What the deblurring and deblocking stages share: an estimator (three 3x3 conv layers, two
+    strided, pooled to their mean and RMS over the whole image, with the stage's own statistics) whose
+    head gives a strength logit and one logit per bank entry."""
+
+    def _build_estimator(self, width: int, statistics: int, entries: int) -> None:
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.GELU(),
+        )
+        self.head = nn.Sequential(
+            nn.Linear(2 * width + statistics, 32), nn.GELU(), nn.Linear(32, 1 + entries)
+        )
+        # The strength starts at sigmoid(-6) = 0.25%, so a fresh stage is nearly the identity and still has
+        # gradients to learn from.
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
+        nn.init.constant_(self.head[2].bias[:1], -6.0)
+
+    def _blend(self, gray: torch.Tensor, statistics: torch.Tensor) -> torch.Tensor:
+        """(N, 1 + K) blend weights from the normalised luminance and the (N, S) statistics, rows summing
+        to 1: the identity's ``1 - t`` first, then ``t = sigmoid(strength)`` shared by the bank
+        (softmax)."""
+        f = self.features(gray)
+        out = self.head(torch.cat([f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), statistics], 1))
+        t = torch.sigmoid(out[:, :1])
+        return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
+
+
+class DeblurStage(_BankEstimator):
     """Blind per-image deconvolution: blur estimator -> weights over identity + kernel bank -> one conv.
 
     The estimator sees the luminance normalised by its own mean and spread (so the estimate does not
@@ -131,41 +176,18 @@ class DeblurStage(nn.Module):
             raise ValueError(f"deblur kernel size must be odd and >= 3, got {size}")
         self.size = size
         self.kernels = nn.Parameter(torch.stack([wiener_deblur_kernel(s, size) for s in sigmas]))
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
-            nn.GELU(),
-        )
         laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
         self.register_buffer("laplacian", laplacian[None, None], persistent=False)
-        # A strength logit, then one logit per kernel. The strength starts at sigmoid(-6) = 0.25%, so a
-        # fresh stage is nearly the identity and still has gradients to learn from.
-        self.head = nn.Sequential(nn.Linear(2 * width + 3, 32), nn.GELU(), nn.Linear(32, 1 + len(sigmas)))
-        nn.init.zeros_(self.head[2].weight)
-        nn.init.zeros_(self.head[2].bias)
-        nn.init.constant_(self.head[2].bias[:1], -6.0)
+        self._build_estimator(width, statistics=3, entries=len(sigmas))
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1 + K) blend weights, rows summing to 1: the identity's ``1 - t`` first, then ``t`` shared
-        by the kernels (softmax); ``t = sigmoid(strength)`` in [0, 1]."""
-        gray = x.mean(dim=1, keepdim=True)
-        mean = gray.mean(dim=(2, 3), keepdim=True)
-        spread = (gray - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
-        gray = (gray - mean) / (spread + 1e-2)
-        f = self.features(gray)
-        energies = []
+        """(N, 1 + K) blend weights over identity and kernels (see ``_BankEstimator._blend``)."""
+        gray = _contrast_normalised(x.mean(dim=1, keepdim=True))
+        energies, level = [], gray
         for _ in range(3):
-            energies.append(torch.log(F.conv2d(gray, self.laplacian).pow(2).mean(dim=(1, 2, 3)) + 1e-6))
-            gray = F.avg_pool2d(gray, 2)
-        pooled = torch.cat(
-            [f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), torch.stack(energies, 1)], 1
-        )
-        out = self.head(pooled)
-        t = torch.sigmoid(out[:, :1])
-        return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
+            energies.append(torch.log(F.conv2d(level, self.laplacian).pow(2).mean(dim=(1, 2, 3)) + 1e-6))
+            level = F.avg_pool2d(level, 2)
+        return self._blend(gray, torch.stack(energies, 1))
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Reflect-pad by half a kernel, as the blur operators pad (``anyrestore.degrade.blur``)."""
@@ -191,9 +213,7 @@ class DeblurStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
-            # Export graphs keep the batch dynamic, and a grouped conv's groups cannot be: filter with the
-            # whole bank and blend the results (more work, same numbers).
+        if _exporting():
             return torch.einsum("nkchw,nk->nchw", self.each_option(x), self.weights(x))
         padded = self._pad(x)
         k = self.kernel(x).repeat_interleave(c, dim=0)[:, None]
@@ -201,7 +221,7 @@ class DeblurStage(nn.Module):
         return out.reshape(n, c, h, w)
 
 
-class DeblockStage(nn.Module):
+class DeblockStage(_BankEstimator):
     """Blind JPEG deblocking of the luma: estimator -> weights over identity + a bank of block-phase filters.
 
     JPEG quantises each 8x8 block (aligned to the image's top-left corner) on its own, so its error
@@ -225,40 +245,18 @@ class DeblockStage(nn.Module):
         self.kernels = nn.Parameter(kernels)
         self.offsets = nn.Parameter(torch.zeros(len(qualities), phases))
         self.register_buffer("luma", torch.tensor(LUMA)[None, :, None, None], persistent=False)
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
-            nn.GELU(),
-            nn.Conv2d(width, width, 3, stride=2, padding=1),
-            nn.GELU(),
-        )
-        self.head = nn.Sequential(
-            nn.Linear(2 * width + 2 * JPEG_BLOCK + 1, 32), nn.GELU(), nn.Linear(32, 1 + len(qualities))
-        )
-        nn.init.zeros_(self.head[2].weight)
-        nn.init.zeros_(self.head[2].bias)
-        nn.init.constant_(self.head[2].bias[:1], -6.0)
+        self._build_estimator(width, statistics=2 * JPEG_BLOCK + 1, entries=len(qualities))
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1 + K) blend weights, rows summing to 1: the identity's ``1 - t`` first, then ``t`` shared
-        by the bank (softmax)."""
-        gray = (x * self.luma).sum(dim=1, keepdim=True)
-        mean = gray.mean(dim=(2, 3), keepdim=True)
-        gray = (gray - mean) / ((gray - mean).pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + 1e-2)
-        f = self.features(gray)
+        """(N, 1 + K) blend weights over identity and bank entries (see ``_BankEstimator._blend``)."""
+        gray = _contrast_normalised((x * self.luma).sum(dim=1, keepdim=True))
         across = (gray[..., :, 1:] - gray[..., :, :-1]).abs()  # steps between columns j and j + 1
         down = (gray[..., 1:, :] - gray[..., :-1, :]).abs()
         activity = 0.5 * (across.mean(dim=(1, 2, 3)) + down.mean(dim=(1, 2, 3))) + 1e-4
         phases = [across[..., p::JPEG_BLOCK].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
         phases += [down[..., p::JPEG_BLOCK, :].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
         grid = torch.log(torch.stack(phases, 1) / activity[:, None] + 1e-4)
-        pooled = torch.cat(
-            [f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), grid, activity.log()[:, None]], 1
-        )
-        out = self.head(pooled)
-        t = torch.sigmoid(out[:, :1])
-        return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
+        return self._blend(gray, torch.cat([grid, activity.log()[:, None]], 1))
 
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(1 + K, 64, size, size) filters and (1 + K, 64) offsets: the identity first, then the bank."""
@@ -318,7 +316,7 @@ class DeblockStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = self.weights(x)
-        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+        if _exporting():
             return torch.einsum("nkchw,nk->nchw", self.each_option(x), weights)
         kernels, offsets = self.bank()
         return self._deblock(
@@ -412,21 +410,16 @@ class CurveNAFNet(nn.Module):
         those present), for deep supervision. ``deblur_options`` (``deblock_options``) returns instead
         that stage's blend weights and its input filtered by every bank entry (training methods
         ``deblur_choice``, ``deblock_choice``), the later stages not run."""
-        stages = []
         if deblock_options:
             if self.deblock is None:
                 raise ValueError("this CurveNAFNet has no deblocking stage")
             return self.deblock.weights(x), self.deblock.each_option(x)
-        if self.deblock is not None:
-            x = self.deblock(x)
-            stages.append(x)
-        stages.append(self.curve(x))
         if deblur_options:
             if self.deblur is None:
                 raise ValueError("this CurveNAFNet has no deblurring stage")
-            return self.deblur.weights(stages[-1]), self.deblur.each_option(stages[-1])
-        if self.deblur is not None:
-            stages.append(self.deblur(stages[-1]))
+            x = _run_stages(self.deblock, self.curve, None, x)[-1]
+            return self.deblur.weights(x), self.deblur.each_option(x)
+        stages = _run_stages(self.deblock, self.curve, self.deblur, x)
         out = self.restorer(stages[-1])
         return (out, stages) if return_stages else out
 
@@ -450,6 +443,17 @@ class CurveNAFNet(nn.Module):
         return _GlobalStages(self), self.restorer
 
 
+def _run_stages(
+    deblock: DeblockStage | None, curve: CurveStage, deblur: DeblurStage | None, x: torch.Tensor
+) -> list[torch.Tensor]:
+    """The outputs of the stages in front of the NAFNet, in order (those present)."""
+    stages = [] if deblock is None else [deblock(x)]
+    stages.append(curve(stages[-1] if stages else x))
+    if deblur is not None:
+        stages.append(deblur(stages[-1]))
+    return stages
+
+
 class _GlobalStages(nn.Module):
     """A CurveNAFNet's deblock, curve and deblur stages as one module (shares their parameters)."""
 
@@ -458,10 +462,7 @@ class _GlobalStages(nn.Module):
         self.deblock, self.curve, self.deblur = model.deblock, model.curve, model.deblur
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.deblock is not None:
-            x = self.deblock(x)
-        x = self.curve(x)
-        return x if self.deblur is None else self.deblur(x)
+        return _run_stages(self.deblock, self.curve, self.deblur, x)[-1]
 
 
 def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
