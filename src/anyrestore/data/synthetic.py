@@ -147,16 +147,15 @@ class SyntheticDataset(RestorationDataset):
 
         out: Sample = {"gt": clean, "task": self.task, "path": str(path)}
         x = clean[None]
-        if self.mode == "sequence" and self.before is not None:
-            # Where one stage undoes one step (e.g. a deblocking stage, JPEG), its target is the image
-            # just before that step; without the step, the input itself.
+        if self.mode == "sequence":
+            # Split at the step named by ``before`` (e.g. JPEG, undone by the deblocking stage): what
+            # comes out of the steps ahead of it is that stage's target; without such a step, the input.
             names = [name for name, _ in self.steps]
             cut = names.index(self.before) if self.before in names else len(names)
             mid, _ = apply_sequence(x, self.steps[:cut], generator=generator)
             lq, _ = apply_sequence(mid, self.steps[cut:], generator=generator)
-            out["before"] = (mid if cut < len(names) else lq)[0].contiguous()
-        elif self.mode == "sequence":
-            lq, _ = apply_sequence(x, self.steps, generator=generator)
+            if self.before is not None:
+                out["before"] = mid[0].contiguous()
         elif self.mode == "choice":
             k = int(torch.randint(len(self.steps), (1,), generator=generator).item())
             lq, _ = apply_sequence(x, [self.steps[k]], generator=generator)
