@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from stage_surgery import photo_paths, save_if_close, with_new_stage
 
 from anyrestore.degrade import jpeg_compress
-from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.curve_nafnet import DEBLOCK_QUALITIES, JPEG_BLOCK, LUMA, fit_deblock_filters
-from anyrestore.models.descriptor import ModelDescriptor
 
 SIZE = 11
 
@@ -32,15 +31,11 @@ SIZE = 11
 def load_photos(photo_dir: Path) -> list[torch.Tensor]:
     """Every .png/.jpg of ``photo_dir`` as (1, 3, H, W) in [0, 1], cut to multiples of 8."""
     photos = []
-    for path in sorted(photo_dir.iterdir()):
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            continue
+    for path in photo_paths(photo_dir):
         a = np.asarray(Image.open(path).convert("RGB"))
         h, w = a.shape[:2]
-        a = np.ascontiguousarray(a[: h - h % JPEG_BLOCK, : w - w % JPEG_BLOCK])
+        a = a[: h - h % JPEG_BLOCK, : w - w % JPEG_BLOCK].copy()
         photos.append(torch.from_numpy(a).permute(2, 0, 1)[None].double() / 255.0)
-    if not photos:
-        raise SystemExit(f"{photo_dir}: no .png or .jpg photos")
     return photos
 
 
@@ -56,16 +51,8 @@ def jpeg_pairs(photos: list[torch.Tensor], quality: int) -> Iterator[tuple[torch
 
 
 def main(source: str, photo_dir: str, out: str) -> None:
-    loaded = load_model(source)
-    has_stage = getattr(loaded.module, "deblock", None) is not None
-    if loaded.descriptor.architecture != "curve_nafnet" or has_stage:
-        raise SystemExit(f"{source}: not a curve_nafnet without a deblocking stage")
-    config = {**loaded.descriptor.config, "deblock_qualities": DEBLOCK_QUALITIES, "deblock_size": SIZE}
-    descriptor = ModelDescriptor.for_architecture("curve_nafnet", config)
-    model = descriptor.build().eval()
-    missing, unexpected = model.load_state_dict(loaded.module.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("deblock.") for k in missing):
-        raise SystemExit(f"{source}: weights do not fit (missing {missing}, unexpected {unexpected})")
+    settings = {"deblock_qualities": DEBLOCK_QUALITIES, "deblock_size": SIZE}
+    loaded, descriptor, model = with_new_stage(source, "deblock", settings)
     photos = load_photos(Path(photo_dir))
     with torch.no_grad():
         for i, quality in enumerate(DEBLOCK_QUALITIES):
@@ -73,11 +60,7 @@ def main(source: str, photo_dir: str, out: str) -> None:
             model.deblock.kernels[i] = kernels
             model.deblock.offsets[i] = offsets
             print(f"quality {quality}: 64 filters fitted on {len(photos)} photos", flush=True)
-        x = torch.rand(1, 3, 48, 64)
-        gap = float((model(x) - loaded.module(x)).abs().max())
-    if gap > 1e-2:
-        raise SystemExit(f"the new model differs from {source} by {gap:.2e}")
-    save_model(out, descriptor, model, model)
+    gap = save_if_close(out, descriptor, model, loaded.module, 1e-2, source)
     print(f"{out}: curve_nafnet with a deblocking stage (max |difference| to {source} {gap:.1e})")
 
 

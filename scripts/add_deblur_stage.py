@@ -19,11 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from stage_surgery import photo_paths, save_if_close, with_new_stage
 
 from anyrestore.degrade import gaussian_blur
-from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS
-from anyrestore.models.descriptor import ModelDescriptor
 
 CROP = 96
 CROPS_PER_PHOTO = 16
@@ -33,17 +32,13 @@ def sharp_crops(photo_dir: Path, seed: int = 0) -> torch.Tensor:
     """(M, 1, CROP, CROP) luminance crops at random places in every photo of ``photo_dir``."""
     g = torch.Generator().manual_seed(seed)
     crops = []
-    for path in sorted(photo_dir.iterdir()):
-        if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            continue
+    for path in photo_paths(photo_dir):
         gray = torch.from_numpy(np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0)
         h, w = gray.shape
         for _ in range(CROPS_PER_PHOTO):
             top = int(torch.randint(0, h - CROP + 1, (1,), generator=g))
             left = int(torch.randint(0, w - CROP + 1, (1,), generator=g))
             crops.append(gray[top : top + CROP, left : left + CROP])
-    if not crops:
-        raise SystemExit(f"{photo_dir}: no .png or .jpg photos")
     return torch.stack(crops)[:, None]
 
 
@@ -63,26 +58,16 @@ def fit_kernel(sharp: torch.Tensor, sigma: float, size: int) -> torch.Tensor:
 
 
 def main(source: str, photo_dir: str, out: str) -> None:
-    loaded = load_model(source)
-    if loaded.descriptor.architecture != "curve_nafnet" or getattr(loaded.module, "deblur", None) is not None:
-        raise SystemExit(f"{source}: not a curve_nafnet without a deblurring stage")
-    config = {**loaded.descriptor.config, "deblur_sigmas": DEBLUR_SIGMAS, "deblur_size": 21}
-    descriptor = ModelDescriptor.for_architecture("curve_nafnet", config)
-    model = descriptor.build().eval()
-    missing, unexpected = model.load_state_dict(loaded.module.state_dict(), strict=False)
-    if unexpected or any(not k.startswith("deblur.") for k in missing):
-        raise SystemExit(f"{source}: weights do not fit (missing {missing}, unexpected {unexpected})")
+    loaded, descriptor, model = with_new_stage(
+        source, "deblur", {"deblur_sigmas": DEBLUR_SIGMAS, "deblur_size": 21}
+    )
     sharp = sharp_crops(Path(photo_dir))
     with torch.no_grad():
         for i, sigma in enumerate(DEBLUR_SIGMAS):
             model.deblur.kernels[i] = fit_kernel(sharp, sigma, model.deblur.size)
             total = float(model.deblur.kernels[i].sum())
             print(f"sigma {sigma}: kernel fitted on {len(sharp)} crops, taps sum to {total:.4f}")
-        x = torch.rand(1, 3, 48, 64)
-        gap = float((model(x) - loaded.module(x)).abs().max())
-    if gap > 1e-2:
-        raise SystemExit(f"the new model differs from {source} by {gap:.2e}")
-    save_model(out, descriptor, model, model)
+    gap = save_if_close(out, descriptor, model, loaded.module, 1e-2, source)
     print(f"{out}: curve_nafnet with a deblurring stage (max |difference| to {source} {gap:.1e})")
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import sys
 
-import torch
+from stage_surgery import save_if_close
 
-from anyrestore.models.checkpoint import load_model, save_model
+from anyrestore.models.checkpoint import load_model
 from anyrestore.models.descriptor import ModelDescriptor
 
 
@@ -25,12 +25,7 @@ def main(source: str, out: str) -> None:
     descriptor = ModelDescriptor.for_architecture("curve_nafnet", config)
     model = descriptor.build().eval()
     model.restorer.load_state_dict(nafnet.module.state_dict())
-    x = torch.rand(1, 3, 48, 64)
-    with torch.no_grad():
-        gap = float((model(x) - nafnet.module(x)).abs().max())
-    if gap > 1e-5:
-        raise SystemExit(f"the new model differs from the NAFNet by {gap:.2e}")
-    save_model(out, descriptor, model, model)
+    gap = save_if_close(out, descriptor, model, nafnet.module, 1e-5, "the NAFNet")
     print(f"{out}: curve_nafnet from {source} (max |difference| to the NAFNet {gap:.1e})")
 
 
