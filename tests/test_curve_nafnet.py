@@ -126,12 +126,13 @@ def test_registered():
         CurveStage(3, thumb=64, grid=48)
 
 
-def _select_kernel(stage: DeblurStage, index: int) -> None:
-    """Make the stage apply kernel ``index`` alone to every image (strength tanh(20) ~ 1)."""
+def _select_entry(stage: DeblurStage | DeblockStage, index: int) -> None:
+    """Make the stage apply bank entry ``index`` (0 = identity) alone to every image."""
     with torch.no_grad():
         stage.head[2].weight.zero_()
         bias = torch.full((1 + len(stage.kernels),), -30.0)
-        bias[0], bias[1 + index] = 20.0, 30.0
+        bias[0] = 30.0 if index else -30.0
+        bias[index if index else 1] = 30.0
         stage.head[2].bias.copy_(bias)
 
 
@@ -161,7 +162,7 @@ def test_deblur_stage_undoes_gaussian_blur():
     x = torch.from_numpy(data.astronaut()[100:260, 150:310].copy()).permute(2, 0, 1)[None].float() / 255
     blurred = gaussian_blur(x, kernel_size=15, sigma=2.0)
     stage = DeblurStage().eval()
-    _select_kernel(stage, DEBLUR_SIGMAS.index(2.0))
+    _select_entry(stage, 1 + DEBLUR_SIGMAS.index(2.0))
     with torch.no_grad():
         assert stage.weights(blurred)[0, 1 + DEBLUR_SIGMAS.index(2.0)] > 0.999
         restored = stage(blurred)
@@ -193,16 +194,6 @@ def test_deblur_estimate_is_per_image_and_export_path_agrees():
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
     return (x * torch.tensor(LUMA)[None, :, None, None]).sum(1, keepdim=True)
-
-
-def _select_entry(stage: DeblockStage, index: int) -> None:
-    """Make the stage apply bank entry ``index`` (0 = identity) alone to every image."""
-    with torch.no_grad():
-        stage.head[2].weight.zero_()
-        bias = torch.full((1 + len(stage.kernels),), -30.0)
-        bias[0] = 30.0 if index else -30.0
-        bias[index if index else 1] = 30.0
-        stage.head[2].bias.copy_(bias)
 
 
 def test_deblock_stage_filters_each_block_position_and_only_luma():
