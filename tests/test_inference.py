@@ -154,6 +154,59 @@ def test_self_ensemble_averages_the_eight_transforms() -> None:
     assert not torch.allclose(got, plain)
 
 
+def _flips(f, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        outs = [f(x), f(x.flip(-1)).flip(-1), f(x.flip(-2)).flip(-2), f(x.flip(-2, -1)).flip(-2, -1)]
+    return torch.stack(outs).mean(0)
+
+
+def test_flips_ensemble_averages_the_four_flips_and_tiles_alike() -> None:
+    net = LocalNet()
+    x = torch.rand(1, 3, 24, 40)
+    got = Restorer(net, _descriptor(), device="cpu", tile=0, self_ensemble="flips")(x)
+    torch.testing.assert_close(got, _flips(net, x).clamp(0, 1), rtol=0, atol=1e-6)
+    tiled = Restorer(net, _descriptor(), device="cpu", tile=24, tile_overlap=16, self_ensemble="flips")(x)
+    torch.testing.assert_close(tiled, got, rtol=0, atol=1e-5)  # radius 3 < overlap / 4: seamless
+
+
+def test_the_descriptor_recommends_a_self_ensemble_an_option_overrides() -> None:
+    recommends = ModelDescriptor("test", extra={"self_ensemble": "flips"})
+    assert Restorer(LocalNet(), recommends, device="cpu", tile=0).ensemble == "flips"
+    assert Restorer(LocalNet(), recommends, device="cpu", tile=0, self_ensemble="off").ensemble == "off"
+    assert Restorer(LocalNet(), recommends, device="cpu", tile=0, self_ensemble=True).ensemble == "x8"
+    assert Restorer(LocalNet(), _descriptor(), device="cpu", tile=0).ensemble == "off"
+    with pytest.raises(InferenceError, match="unknown self-ensemble 'x4'"):
+        Restorer(LocalNet(), _descriptor(), device="cpu", tile=0, self_ensemble="x4")
+
+
+def test_the_embedded_default_model_runs_with_flips() -> None:
+    from anyrestore.models.zoo import resolve_model
+
+    assert Restorer(resolve_model(None), device="cpu", tile=0).ensemble == "flips"
+
+
+def test_self_ensemble_of_a_split_model_runs_its_global_stages_once_untransformed(
+    photo, tiny_curve_nafnet
+) -> None:
+    """Flipping a photo moves its JPEG grid and its estimates are the whole picture's: the deblocking,
+    curve and deblurring stages run once on the image as it is, the NAFNet on each flip of their output."""
+    model = tiny_curve_nafnet(deblur_sigmas=[1.0, 2.0], deblur_size=9, deblock_qualities=[20], deblock_size=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    calls = []
+    model.deblock.register_forward_hook(lambda *_: calls.append(1))
+    descriptor = ModelDescriptor.for_architecture("curve_nafnet", {"enc_blk_nums": [1, 1]})
+    x = photo[:1, :, :64, :96]
+    got = Restorer(model, descriptor, tile=0, self_ensemble="flips")(x)
+    assert len(calls) == 1
+    with torch.no_grad():
+        front = model.deblur(model.curve(model.deblock(x)))
+    torch.testing.assert_close(got, _flips(model.restorer, front).clamp(0, 1), rtol=0, atol=1e-5)
+    whole_model_flipped = _flips(model, x).clamp(0, 1)
+    assert (got - whole_model_flipped).abs().max() > 1e-4
+
+
 def test_precisions() -> None:
     net = LocalNet()
     x = torch.rand(1, 3, 32, 32)
@@ -243,6 +296,15 @@ def test_restore_cli(tmp_path: Path, tiny_checkpoint: Path, photo_uint8: np.ndar
         ]
     )
     assert code == 0 and (src / "a_r.png").exists()
+    plain = read_image(src / "a_r.png").pixels
+    for mode, extra in (("flips", ["--self-ensemble", "flips"]), ("x8", ["--self-ensemble"])):
+        args = ["restore", str(src / "a.jpg"), "-o", str(tmp_path / mode), "--format", "png"]
+        code = main([*args, "--model", str(tiny_checkpoint), "--quiet", *extra])
+        ensembled = read_image(tmp_path / mode / "a.png").pixels
+        assert code == 0 and (ensembled - plain).abs().max() > 0, mode
+    with pytest.raises(SystemExit):
+        main(["restore", str(src / "a.jpg"), "--self-ensemble", "x4", "--quiet"])
+    assert "invalid choice: 'x4'" in capsys.readouterr().err
 
 
 def test_info_cli(tiny_checkpoint: Path, capsys) -> None:

@@ -30,7 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
-        "--self-ensemble", action="store_true", help="average the 8 flips/rotations (x8 slower)"
+        "--self-ensemble",
+        nargs="?",
+        const="x8",
+        default=None,
+        choices=["off", "flips", "x8"],
+        help="average the outputs for flipped (flips: 4 passes) or flipped and transposed (x8) inputs; "
+        "alone means x8; default: what the model recommends (the default model: flips)",
     )
     parser.add_argument(
         "--channels-last", action="store_true", help="channels-last memory format (GPU speed)"

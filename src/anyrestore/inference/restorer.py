@@ -29,6 +29,9 @@ DEFAULT_OVERLAP = 32
 # Peak memory of a forward pass relative to its widest activation (attention and FFN intermediates).
 PEAK_OVER_WIDEST = 12
 INPUT_CHANNEL_KEYS = ("in_chans", "inp_channels", "img_channel", "in_channels")
+# Self-ensemble modes: how many of the 8 flips/transpositions of the input are averaged. "flips" keeps
+# every orientation upright (rain streaks stay near-vertical, as a model trained on rain saw them).
+ENSEMBLES = {"off": 1, "flips": 4, "x8": 8}
 
 
 class InferenceError(AnyRestoreError):
@@ -95,7 +98,9 @@ class InferenceOptions:
     tile: int | None = None  # None: chosen from the memory budget; 0: never tile
     tile_overlap: int = DEFAULT_OVERLAP
     memory_budget: int | None = None  # bytes; None: default_memory_budget(device)
-    self_ensemble: bool = False
+    # "off", "flips" or "x8" (True = "x8", False = "off"); None: what the model's descriptor recommends
+    # (``extra["self_ensemble"]``), else "off".
+    self_ensemble: str | bool | None = None
     channels_last: bool = False
     compile: bool = False
 
@@ -135,6 +140,7 @@ class Restorer:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         self._forward_module: nn.Module = torch.compile(module) if self.options.compile else module
+        self.ensemble = ensemble_mode(self.options.self_ensemble, descriptor)
         self._tile = self.options.tile
         if self._tile is None:
             self._tile = self.auto_tile()
@@ -175,33 +181,13 @@ class Restorer:
             return module(x).float()
 
     def _restore_once(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad the whole image to the size multiple, run it whole or in tiles, crop back.
-
-        Padding before tiling means a tile at the image border sees the same mirrored pixels as the
-        whole-image pass, so tiling changes nothing but the receptive field cut at interior tile edges.
-        """
+        """Pad the whole image to the size multiple, run it (whole or in tiles, self-ensembled or not),
+        crop back; on out-of-memory halve the tile and try again."""
         padded, size = pad_to_multiple(x, self.multiple)
         while True:
             tile = self.tile
             try:
-                if tile and (padded.shape[-2] > tile or padded.shape[-1] > tile):
-                    forward, tiled_input = self._forward, padded
-                    split = getattr(self.module, "tiling_stages", None)
-                    if split is not None:  # a global first stage sees the whole image, the rest is tiled
-                        whole, local = split()
-                        tiled_input = self._run(whole, padded)
-                        forward = functools.partial(self._run, local)
-                    y = tiled_forward(
-                        forward,
-                        tiled_input,
-                        tile=tile,
-                        overlap=self.options.tile_overlap,
-                        scale=self.scale,
-                        multiple=self.multiple,
-                    )
-                else:
-                    y = self._forward(padded)
-                return crop_to(y, size, self.scale)
+                return crop_to(self._restore_padded(padded, tile), size, self.scale)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -214,6 +200,42 @@ class Restorer:
                     ) from None
                 self._tile = current // 2
 
+    def _restore_padded(self, padded: torch.Tensor, tile: int) -> torch.Tensor:
+        """The model on an input padded to the size multiple, averaged over the ensemble's transforms.
+
+        Padding before tiling means a tile at the image border sees the same mirrored pixels as the
+        whole-image pass, so tiling changes nothing but the receptive field cut at interior tile edges.
+        A model that splits (``tiling_stages``) runs its global first stage once on the whole,
+        untransformed image (its estimates, and a JPEG grid, belong to the image as it is); only the
+        local rest is tiled and self-ensembled.
+        """
+        transforms = range(ENSEMBLES[self.ensemble])
+        tiled = bool(tile) and max(padded.shape[-2:]) > tile
+        split = getattr(self.module, "tiling_stages", None)
+        forward, source = self._forward, padded
+        if split is not None and (tiled or len(transforms) > 1):
+            whole, local = split()
+            source = self._run(whole, padded)
+            forward = functools.partial(self._run, local)
+        total = None
+        for k in transforms:
+            t = _transform(source, k)
+            if tiled:
+                y = tiled_forward(
+                    forward,
+                    t,
+                    tile=tile,
+                    overlap=self.options.tile_overlap,
+                    scale=self.scale,
+                    multiple=self.multiple,
+                )
+            else:
+                y = forward(t)
+            y = _untransform(y, k)
+            total = y if total is None else total + y
+        assert total is not None
+        return total / len(transforms)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a (N, 3, H, W) or (3, H, W) batch in [0, 1]; returns the same layout, scaled."""
         single = x.dim() == 3
@@ -222,22 +244,36 @@ class Restorer:
         if x.dim() != 4 or x.shape[1] != 3:
             raise InferenceError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
-        out = self.self_ensemble(x) if self.options.self_ensemble else self._restore_once(x)
+        out = self._restore_once(x)
         out = out.clamp(0, 1)
         return out[0] if single else out
 
-    def self_ensemble(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of the outputs for the 8 flips/rotations of the input, each transformed back (x8)."""
-        total = None
-        for k in range(4):
-            for flip in (False, True):
-                t = torch.rot90(x, k, dims=(-2, -1))
-                if flip:
-                    t = t.flip(-1)
-                y = self._restore_once(t)
-                if flip:
-                    y = y.flip(-1)
-                y = torch.rot90(y, -k, dims=(-2, -1))
-                total = y if total is None else total + y
-        assert total is not None
-        return total / 8
+
+def ensemble_mode(option: str | bool | None, descriptor: ModelDescriptor) -> str:
+    """The self-ensemble mode to run: ``option``, or with ``None`` the one the model's descriptor
+    recommends (``extra["self_ensemble"]``, e.g. the default model's "flips"), else "off"."""
+    if option is None:
+        option = descriptor.extra.get("self_ensemble", "off")
+    if option is True:
+        return "x8"
+    if option is False:
+        return "off"
+    if option not in ENSEMBLES:
+        raise InferenceError(f"unknown self-ensemble {option!r} (choose from {', '.join(ENSEMBLES)})")
+    return str(option)
+
+
+def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th of the 8 flips/transpositions (0: identity; bit 0 flips left-right, bit 1 flips up-down,
+    k >= 4 transposes first); 0-3 keep the orientation of vertical and horizontal lines."""
+    if k >= 4:
+        x = x.transpose(-2, -1)
+    dims = [d for d, bit in ((-1, 1), (-2, 2)) if k & bit]
+    return x.flip(dims) if dims else x
+
+
+def _untransform(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse of :func:`_transform` (flips are their own inverse; transpose last)."""
+    dims = [d for d, bit in ((-1, 1), (-2, 2)) if k & bit]
+    y = y.flip(dims) if dims else y
+    return y.transpose(-2, -1) if k >= 4 else y
