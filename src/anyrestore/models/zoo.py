@@ -35,9 +35,10 @@ register_embedded(
     EmbeddedModel(
         DEFAULT_MODEL,
         "default.safetensors",
-        "compact all-in-one CurveNAFNet (2.0M parameters: tone curves from a thumbnail, then a NAFNet) "
-        "trained on CPU with the default_model and default_model_curve recipes: noise, haze, rain, low "
-        "light and mixtures; not yet blur or JPEG (docs/default-model.md)",
+        "compact all-in-one CurveNAFNet (2.05M parameters: JPEG deblocking, tone curves from a "
+        "thumbnail, blind deblurring, then a NAFNet; run with the flips self-ensemble) trained on CPU: "
+        "noise, Gaussian blur, haze, rain, low light and mixtures; not yet JPEG or motion blur "
+        "(docs/default-model.md)",
     )
 )
 
