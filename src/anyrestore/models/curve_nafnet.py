@@ -48,6 +48,12 @@ DEBLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 DEBLOCK_QUALITIES = (10, 20, 30, 50, 75)
 JPEG_BLOCK = 8
 LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG's YCbCr: a change of luma alone leaves Cb and Cr as they are
+# Large images go through the stages in front of the NAFNet a strip of STRIP_ROWS rows at a time (the
+# estimators' features, the full-resolution curves, the deblurring convolution), so their memory does
+# not grow with the photo; the result is that of one pass. The estimators' strips overlap by
+# ESTIMATOR_HALO rows (>= their receptive radius, 4); both are multiples of their stride, 4.
+STRIP_ROWS = 256
+ESTIMATOR_HALO = 8
 
 
 class CurveStage(nn.Module):
@@ -80,8 +86,8 @@ class CurveStage(nn.Module):
         big = F.interpolate(x, size=(4 * self.thumb, 4 * self.thumb), mode="bilinear", align_corners=False)
         return F.avg_pool2d(big, 4)
 
-    def curves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Gain, exponent and offset at full resolution, each (N, C, H, W)."""
+    def coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3C, grid, grid): the raw curve parameters on the coarse grid (see :meth:`curves`)."""
         thumb = self.thumbnail(x)
         cues = torch.cat([thumb, thumb.amin(dim=1, keepdim=True), thumb.amax(dim=1, keepdim=True)], dim=1)
         f = self.features(cues)
@@ -90,15 +96,42 @@ class CurveStage(nn.Module):
         blocks = F.avg_pool2d(thumb, 4)
         stats = torch.cat([thumb.mean(dim=(2, 3)), blocks.amax(dim=(2, 3)), blocks.amin(dim=(2, 3))], dim=1)
         f = f + self.context(torch.cat([f.mean(dim=(2, 3)), stats], dim=1))[:, :, None, None]
-        grid = self.head(self.mix(f))
-        grid = F.interpolate(grid, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        log_a, log_p, b = grid.chunk(3, dim=1)
+        return self.head(self.mix(f))
+
+    @staticmethod
+    def _squash(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        log_a, log_p, b = raw.chunk(3, dim=1)
         return torch.exp(3.0 * torch.tanh(log_a / 3.0)), torch.exp(1.5 * torch.tanh(log_p / 1.5)), b
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, p, b = self.curves(x)
+    def curves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gain, exponent and offset at full resolution, each (N, C, H, W)."""
+        raw = F.interpolate(self.coarse(x), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self._squash(raw)
+
+    @staticmethod
+    def _curve(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+        a, p, b = CurveStage._squash(raw)
         base = x.clamp(0.0, 1.0) + CURVE_EPS
         return a * (base.pow(p) - torch.pow(CURVE_EPS, p) - b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        if _exporting() or h <= STRIP_ROWS:
+            return self._curve(
+                x, F.interpolate(self.coarse(x), size=(h, w), mode="bilinear", align_corners=False)
+            )
+        # Bilinear upsampling is separable: along the width for the whole grid, along the height strip by
+        # strip (rows of the interpolation matrix), so the full-resolution curves exist a strip at a time.
+        coarse = self.coarse(x)
+        wide = F.interpolate(coarse, size=(self.grid, w), mode="bilinear", align_corners=False)
+        eye = torch.eye(self.grid, dtype=x.dtype, device=x.device)[None, None]
+        rows = F.interpolate(eye, size=(h, self.grid), mode="bilinear", align_corners=False)[0, 0]
+        out = torch.empty_like(x)
+        for top in range(0, h, STRIP_ROWS):
+            strip = slice(top, min(h, top + STRIP_ROWS))
+            raw = torch.einsum("hg,ncgw->nchw", rows[strip], wide)
+            out[..., strip, :] = self._curve(x[..., strip, :], raw)
+        return out
 
 
 def wiener_deblur_kernel(sigma: float, size: int = 21, nsr: float = 3e-3, grid: int = 64) -> torch.Tensor:
@@ -119,6 +152,15 @@ def _exporting() -> bool:
     """Inside an ONNX / ``torch.export`` trace, where the batch stays dynamic and a grouped conv's groups
     cannot: the banks then filter with every entry and blend the results (more work, same numbers)."""
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+def _laplacian(gray: torch.Tensor) -> torch.Tensor:
+    """The 5-point Laplacian of (N, 1, H, W) over its interior, from shifted views: what a 3x3 conv gives,
+    without the 9 values per pixel a CPU convolution of one channel unfolds (68 bytes per pixel)."""
+    centre = gray[..., 1:-1, 1:-1]
+    return (
+        gray[..., :-2, 1:-1] + gray[..., 2:, 1:-1] + gray[..., 1:-1, :-2] + gray[..., 1:-1, 2:] - 4.0 * centre
+    )
 
 
 def _contrast_normalised(gray: torch.Tensor) -> torch.Tensor:
@@ -150,12 +192,34 @@ class _BankEstimator(nn.Module):
         nn.init.zeros_(self.head[2].bias)
         nn.init.constant_(self.head[2].bias[:1], -6.0)
 
+    def _feature_moments(self, gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, width) mean and RMS of the conv features over the whole image; an image taller than a
+        strip is read strip by strip (exact: each strip's halo covers the receptive field, and its
+        offset keeps the strided grid), so the estimator's memory does not grow with the photo."""
+        h = gray.shape[-2]
+        if _exporting() or h <= STRIP_ROWS + 2 * ESTIMATOR_HALO:
+            f = self.features(gray)
+            return f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt()
+        total = squares = None
+        count = 0
+        for top in range(0, h, STRIP_ROWS):
+            start = max(0, top - ESTIMATOR_HALO)
+            f = self.features(gray[..., start : min(h, top + STRIP_ROWS + ESTIMATOR_HALO), :])
+            first = (top - start) // 4
+            f = f[..., first : first + STRIP_ROWS // 4, :]
+            part, part_sq = f.sum(dim=(2, 3)), f.pow(2).sum(dim=(2, 3))
+            total = part if total is None else total + part
+            squares = part_sq if squares is None else squares + part_sq
+            count += f.shape[-2] * f.shape[-1]
+        assert total is not None and squares is not None
+        return total / count, (squares / count).sqrt()
+
     def _blend(self, gray: torch.Tensor, statistics: torch.Tensor) -> torch.Tensor:
         """(N, 1 + K) blend weights from the normalised luminance and the (N, S) statistics, rows summing
         to 1: the identity's ``1 - t`` first, then ``t = sigmoid(strength)`` shared by the bank
         (softmax)."""
-        f = self.features(gray)
-        out = self.head(torch.cat([f.mean(dim=(2, 3)), f.pow(2).mean(dim=(2, 3)).sqrt(), statistics], 1))
+        mean, rms = self._feature_moments(gray)
+        out = self.head(torch.cat([mean, rms, statistics], 1))
         t = torch.sigmoid(out[:, :1])
         return torch.cat([1.0 - t, t * torch.softmax(out[:, 1:], dim=1)], dim=1)
 
@@ -176,8 +240,6 @@ class DeblurStage(_BankEstimator):
             raise ValueError(f"deblur kernel size must be odd and >= 3, got {size}")
         self.size = size
         self.kernels = nn.Parameter(torch.stack([wiener_deblur_kernel(s, size) for s in sigmas]))
-        laplacian = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-        self.register_buffer("laplacian", laplacian[None, None], persistent=False)
         self._build_estimator(width, statistics=3, entries=len(sigmas))
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +247,7 @@ class DeblurStage(_BankEstimator):
         gray = _contrast_normalised(x.mean(dim=1, keepdim=True))
         energies, level = [], gray
         for _ in range(3):
-            energies.append(torch.log(F.conv2d(level, self.laplacian).pow(2).mean(dim=(1, 2, 3)) + 1e-6))
+            energies.append(torch.log(_laplacian(level).pow(2).mean(dim=(1, 2, 3)) + 1e-6))
             level = F.avg_pool2d(level, 2)
         return self._blend(gray, torch.stack(energies, 1))
 
@@ -216,9 +278,17 @@ class DeblurStage(_BankEstimator):
         if _exporting():
             return torch.einsum("nkchw,nk->nchw", self.each_option(x), self.weights(x))
         padded = self._pad(x)
+        padded = padded.reshape(1, n * c, *padded.shape[-2:])
         k = self.kernel(x).repeat_interleave(c, dim=0)[:, None]
-        out = F.conv2d(padded.reshape(1, n * c, *padded.shape[-2:]), k, groups=n * c)
-        return out.reshape(n, c, h, w)
+        if h <= STRIP_ROWS:
+            return F.conv2d(padded, k, groups=n * c).reshape(n, c, h, w)
+        # A CPU convolution with a large kernel takes ~110 bytes per pixel.
+        out = torch.empty_like(x)
+        for top in range(0, h, STRIP_ROWS):
+            rows = min(STRIP_ROWS, h - top)
+            strip = padded[..., top : top + rows + self.size - 1, :]
+            out[..., top : top + rows, :] = F.conv2d(strip, k, groups=n * c).reshape(n, c, rows, w)
+        return out
 
 
 class DeblockStage(_BankEstimator):
