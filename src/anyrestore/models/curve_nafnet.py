@@ -385,7 +385,10 @@ class DeblockStage(_BankEstimator):
         return torch.stack(options, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = self.weights(x)
+        return self.apply_weights(x, self.weights(x))
+
+    def apply_weights(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """``x`` deblocked with the given (N, 1 + K) blend weights (``weights(x)`` in ``forward``)."""
         if _exporting():
             return torch.einsum("nkchw,nk->nchw", self.each_option(x), weights)
         kernels, offsets = self.bank()
@@ -500,8 +503,9 @@ class CurveNAFNet(nn.Module):
         found: dict[str, float] = {}
         x = image[:1]
         if self.deblock is not None:
-            found["JPEG"] = 1.0 - float(self.deblock.weights(x)[0, 0])
-            x = self.deblock(x)
+            weights = self.deblock.weights(x)
+            found["JPEG"] = 1.0 - float(weights[0, 0])
+            x = self.deblock.apply_weights(x, weights)
         if self.deblur is not None:
             found["blur"] = 1.0 - float(self.deblur.weights(self.curve(x))[0, 0])
         return found
