@@ -234,6 +234,30 @@ def test_curve_stage_applies_its_curves_strip_by_strip_as_in_one_pass():
     assert stage.head.weight.grad is not None and stage.head.weight.grad.abs().sum() > 0
 
 
+def test_deblock_stage_moves_a_grid_found_off_the_corner_in_eval_mode_only():
+    """An image whose grid is found 3 rows and 5 columns off is padded by that at the top and left,
+    deblocked and cropped back, its blend read on the padded image; training (aligned crops) and export
+    never shift, nor do images under 128 pixels a side."""
+    from unittest import mock
+
+    torch.manual_seed(5)
+    stage = DeblockStage(qualities=(20,), size=5)
+    with torch.no_grad():
+        for q in stage.parameters():
+            q.add_(torch.randn_like(q) * 0.05)
+    x = torch.rand(1, 3, 128, 136)
+    padded = torch.nn.functional.pad(x, (5, 0, 3, 0), mode="replicate")
+    with torch.no_grad(), mock.patch.object(DeblockStage, "grid_shifts", return_value=[(3, 5)]):
+        moved = stage.eval()(x)
+        expected = stage.apply_weights(padded, stage.weights(padded))[..., 3:, 5:]
+        torch.testing.assert_close(moved, expected)
+        in_training = stage.train()(x)
+        torch.testing.assert_close(in_training, stage.apply_weights(x, stage.weights(x)))
+        assert (moved - in_training).abs().max() > 1e-4
+        small = x[..., :120, :]  # under GRID_MIN_SIZE: too few blocks to tell, never shifted
+        torch.testing.assert_close(stage.eval()(small), stage.apply_weights(small, stage.weights(small)))
+
+
 def _luma(x: torch.Tensor) -> torch.Tensor:
     return (x * torch.tensor(LUMA)[None, :, None, None]).sum(1, keepdim=True)
 

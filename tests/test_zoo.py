@@ -82,6 +82,36 @@ def test_default_model_analysis_tells_jpeg_from_blur() -> None:
     assert blur["blur"] > 0.5 > jpeg["blur"], (jpeg, blur)
 
 
+def test_default_model_deblocks_a_jpeg_cropped_off_its_grid() -> None:
+    """A JPEG cropped after decoding (3 rows, 5 columns off) has its grid found and moved back to the
+    corner: the deblocking stage gains as much as on the uncropped file (it gained nothing before);
+    an uncompressed or noisy photo, and the uncropped JPEG, are left where they are."""
+    from skimage import data
+
+    from anyrestore.degrade import jpeg_compress
+
+    model = resolve_model(None).module.eval()
+    clean = torch.from_numpy(np.array(data.astronaut())).permute(2, 0, 1)[None].float() / 255.0
+    jpeg = jpeg_compress(clean, quality=20)
+    noisy = (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    cropped, cropped_clean = jpeg[..., 3:, 5:], clean[..., 3:, 5:]
+    stage = model.deblock
+    assert stage.grid_shifts(torch.cat([jpeg, clean, noisy])) == [(0, 0)] * 3
+    assert stage.grid_shifts(cropped) == [(3, 5)]
+
+    def gain(lq: torch.Tensor, target: torch.Tensor, out: torch.Tensor) -> float:
+        return float(psnr(out.clamp(0, 1), target, "basicsr") - psnr(lq, target, "basicsr"))
+
+    with torch.no_grad():
+        aligned = gain(jpeg, clean, stage(jpeg))
+        moved = gain(cropped, cropped_clean, stage(cropped))
+        unmoved = gain(cropped, cropped_clean, stage.apply_weights(cropped, stage.weights(cropped)))
+        weights, out = stage.run(torch.cat([cropped, cropped.flip(-1)]))  # a batch: each its own shift
+    assert aligned > 0.4 and abs(moved - aligned) < 0.1 and unmoved < 0.2, (aligned, moved, unmoved)
+    torch.testing.assert_close(out[:1], stage(cropped))
+    assert weights.shape == (2, 6) and (weights[:, 0] < 0.5).all()  # both read as JPEG
+
+
 def test_unknown_model_name_is_a_clear_error() -> None:
     with pytest.raises(CheckpointError, match="neither a file nor an embedded model"):
         resolve_model("no-such-model")
