@@ -170,6 +170,18 @@ def _laplacian(gray: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _phase_steps(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Of (N, 1, H, W) luma: the mean absolute step between columns j and j + 1 for each phase j mod 8,
+    the same between rows (each (N, 8)), and the mean step over both directions plus 1e-4 ((N,)).
+    JPEG's block borders (phase 7 on a grid at the corner) stand out."""
+    across = (gray[..., :, 1:] - gray[..., :, :-1]).abs()
+    down = (gray[..., 1:, :] - gray[..., :-1, :]).abs()
+    activity = 0.5 * (across.mean(dim=(1, 2, 3)) + down.mean(dim=(1, 2, 3))) + 1e-4
+    columns = torch.stack([across[..., p::JPEG_BLOCK].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)], 1)
+    rows = torch.stack([down[..., p::JPEG_BLOCK, :].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)], 1)
+    return columns, rows, activity
+
+
 def _contrast_normalised(gray: torch.Tensor) -> torch.Tensor:
     """(N, 1, H, W) luminance over its own mean and spread: estimates that do not depend on contrast."""
     centred = gray - gray.mean(dim=(2, 3), keepdim=True)
@@ -329,12 +341,8 @@ class DeblockStage(_BankEstimator):
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1 + K) blend weights over identity and bank entries (see ``_BankEstimator._blend``)."""
         gray = _contrast_normalised((x * self.luma).sum(dim=1, keepdim=True))
-        across = (gray[..., :, 1:] - gray[..., :, :-1]).abs()  # steps between columns j and j + 1
-        down = (gray[..., 1:, :] - gray[..., :-1, :]).abs()
-        activity = 0.5 * (across.mean(dim=(1, 2, 3)) + down.mean(dim=(1, 2, 3))) + 1e-4
-        phases = [across[..., p::JPEG_BLOCK].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
-        phases += [down[..., p::JPEG_BLOCK, :].mean(dim=(1, 2, 3)) for p in range(JPEG_BLOCK)]
-        grid = torch.log(torch.stack(phases, 1) / activity[:, None] + 1e-4)
+        columns, rows, activity = _phase_steps(gray)
+        grid = torch.log(torch.cat([columns, rows], 1) / activity[:, None] + 1e-4)
         return self._blend(gray, torch.cat([grid, activity.log()[:, None]], 1))
 
     def bank(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -415,16 +423,11 @@ class DeblockStage(_BankEstimator):
         """Per image, the rows and columns to add at the top and left to bring its JPEG grid to the
         corner: on a grid at the corner the largest mean luma step is between columns (rows) 7 and 8 of
         each block; another phase that stands out (``GRID_CONFIDENCE``) gives the shift, else 0."""
-        gray = (x * self.luma).sum(dim=1, keepdim=True)
-        across = (gray[..., :, 1:] - gray[..., :, :-1]).abs()
-        down = (gray[..., 1:, :] - gray[..., :-1, :]).abs()
+        columns, rows, _ = _phase_steps((x * self.luma).sum(dim=1, keepdim=True))
         shifts = []
-        for n in range(x.shape[0]):
+        for row_steps, column_steps in zip(rows, columns, strict=True):
             found = []
-            for steps in (
-                torch.stack([down[n, ..., p::JPEG_BLOCK, :].mean() for p in range(JPEG_BLOCK)]),
-                torch.stack([across[n, ..., p::JPEG_BLOCK].mean() for p in range(JPEG_BLOCK)]),
-            ):
+            for steps in (row_steps, column_steps):
                 best = int(steps.argmax())
                 others = torch.cat([steps[:best], steps[best + 1 :]]).median()
                 clear = bool(steps[best] > GRID_CONFIDENCE * others)
