@@ -383,3 +383,41 @@ def test_deblock_choice_targets_the_image_before_jpeg(photo, tiny_curve_nafnet) 
     assert weights[0, 0] < 0.5 < weights[1, 0]
     with pytest.raises(ObjectiveError, match="no deblock stage .*deblock_qualities"):
         objective.prepare_model(tiny_curve_nafnet())
+
+
+def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, tiny_curve_nafnet) -> None:
+    """method 'dequant': every crop's table comes from its own pixels (crops without a JPEG signature
+    are left out of the step), the loss is the luma's squared error against ``before``, and a few steps
+    on one JPEG crop bring it nearer the photo; only the dequantisation stage learns."""
+    from anyrestore.degrade import jpeg_compress
+    from anyrestore.models.jpeg_dequant import ijg_luma_table, luma_255
+    from anyrestore.train import StepContext
+
+    model = tiny_curve_nafnet(dequant_width=16, dequant_blocks=1)
+    objective = build_objective("dequant", {})
+    objective.prepare_model(model)
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"dequant"}
+    gt = photo[:, :, :64, :64].repeat(2, 1, 1, 1)
+    lq = torch.cat([jpeg_compress(gt[:1], quality=20), gt[1:]])  # the second crop was never compressed
+    ctx = StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+    loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
+    assert parts["found"] == 0.5 and abs(float(parts["gain"])) < 1e-4  # fresh: the identity
+    torch.testing.assert_close(loss, (luma_255(lq[:1]) - luma_255(gt[:1])).pow(2).mean() / 255.0**2)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    for _ in range(40):
+        loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert parts["gain"] > 0.3
+    with torch.no_grad():
+        table = ijg_luma_table(20).reshape(1, 64)
+        assert psnr(model(lq[:1], jpeg_tables=table), gt[:1]) > psnr(lq[:1], gt[:1]) + 0.3
+    loss, parts = objective.loss(model, {"lq": gt, "gt": gt}, ctx)
+    assert parts["found"] == 0.0 and loss == 0.0
+    with pytest.raises(ObjectiveError, match="no dequantisation stage"):
+        objective.prepare_model(tiny_curve_nafnet())
+    with pytest.raises(ObjectiveError, match="takes no options"):
+        build_objective("dequant", {"lr": 1})

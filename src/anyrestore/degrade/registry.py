@@ -320,7 +320,11 @@ _OPS = [
         jpeg_compress,
         "real JPEG round trip (Pillow/libjpeg, 4:2:0 chroma)",
         {"quality": Param("int", 30, 1, 100, doc="JPEG quality")},
-        ranges={"default": {"quality": randint(20, 90)}, "ram": {"quality": randint(10, 90)}},
+        ranges={
+            "default": {"quality": randint(20, 90)},
+            "ram": {"quality": randint(10, 90)},
+            "low": {"quality": randint(10, 50)},
+        },
     ),
     _op(
         "downsample",

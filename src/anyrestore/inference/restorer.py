@@ -213,7 +213,8 @@ class Restorer:
         tiled = bool(tile) and max(padded.shape[-2:]) > tile
         split = getattr(self.module, "tiling_stages", None)
         forward, source = self._forward, padded
-        if split is not None and (tiled or len(transforms) > 1):
+        apart = split is not None and (tiled or len(transforms) > 1)
+        if apart:
             whole, local = split()
             source = self._run(whole, padded)
             forward = functools.partial(self._run, local)
@@ -234,7 +235,13 @@ class Restorer:
             y = _untransform(y, k)
             total = y if total is None else total + y
         assert total is not None
-        return total / len(transforms)
+        out = total / len(transforms)
+        finish = getattr(self.module, "finish", None)
+        if apart and callable(finish):
+            # The model's last step on its whole output (run as one, ``forward`` takes it itself).
+            with torch.no_grad():
+                out = finish(padded, out).float()
+        return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Restore a (N, 3, H, W) or (3, H, W) batch in [0, 1]; returns the same layout, scaled."""

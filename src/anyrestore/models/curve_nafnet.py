@@ -28,6 +28,12 @@ slowly. The deblocking stage, first in line (JPEG is the last thing that happens
 block position its own linear filter of the luma, one bank of 64 per JPEG quality, fitted by least
 squares (``scripts/add_deblock_stage.py``), and blends the bank per image from an estimate of the
 blockiness; it too starts within 0.25% of the identity.
+
+A JPEG file still carries its quantisation table and block grid, which a blind filter ignores. With
+``dequant_width``, a dequantisation stage follows the deblocking (:mod:`anyrestore.models.jpeg_dequant`):
+when the decoded luma's DCT coefficients show the signature of an IJG table, a small network at block
+resolution starts from the deblocked image and moves each coefficient to where in its quantisation
+cell it most likely lay; other images pass as the deblocking stage left them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, shapes_match
+from anyrestore.models.jpeg_dequant import JPEGDequantizer, detect_jpeg, luma_255
 from anyrestore.models.nafnet import NAFNet, infer_nafnet_config
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
@@ -61,6 +68,12 @@ LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG's YCbCr: a change of luma alone 
 # ESTIMATOR_HALO rows (>= their receptive radius, 4); both are multiples of their stride, 4.
 STRIP_ROWS = 256
 ESTIMATOR_HALO = 8
+# The stages after the dequantisation were trained on undequantised inputs: on a photo whose only
+# degradation is JPEG they still change it a little (RMS 1-3 luma levels), and that costs more than the
+# dequantisation gains. When a JPEG table shows, their change is kept in proportion to its size: none of
+# it below JPEG_KEEP[0] luma levels RMS, all of it from JPEG_KEEP[1] (set on training photos; see
+# docs/default-model.md).
+JPEG_KEEP = (3.0, 6.0)
 
 
 class CurveStage(nn.Module):
@@ -483,11 +496,13 @@ def fit_deblock_filters(
 
 
 class CurveNAFNet(nn.Module):
-    """``restorer(deblur(curve(deblock(x))))``: JPEG deblocking first (JPEG is the last thing that happens
-    to a photo; with ``deblock_qualities``), global/slow corrections by the curve stage, a blind
+    """``restorer(deblur(curve(dequant(x, deblock(x)))))``: JPEG first (JPEG is the last thing that
+    happens to a photo): blind deblocking (with ``deblock_qualities``), refined by dequantisation where
+    the file's table shows (with ``dequant_width``); global/slow corrections by the curve stage, a blind
     deconvolution (with ``deblur_sigmas``, e.g. ``DEBLUR_SIGMAS`` as in the default model), local
     corrections by the NAFNet. Without the optional stages' settings they are left out, as in
-    checkpoints made before they existed."""
+    checkpoints made before they existed.
+    """
 
     def __init__(
         self,
@@ -505,8 +520,11 @@ class CurveNAFNet(nn.Module):
         deblur_size: int = 21,
         deblock_qualities: Sequence[int] = (),
         deblock_size: int = 11,
+        dequant_width: int = 0,
+        dequant_blocks: int = 4,
     ) -> None:
         super().__init__()
+        self.dequant = JPEGDequantizer(dequant_width, dequant_blocks) if dequant_width else None
         self.deblock = DeblockStage(deblock_qualities, deblock_size) if len(deblock_qualities) else None
         self.curve = CurveStage(img_channel, curve_width, curve_thumb, curve_grid)
         self.deblur = DeblurStage(deblur_sigmas, deblur_size) if len(deblur_sigmas) else None
@@ -526,11 +544,19 @@ class CurveNAFNet(nn.Module):
         return_stages: bool = False,
         deblur_options: bool = False,
         deblock_options: bool = False,
+        jpeg_tables: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
-        """The restored image; with ``return_stages`` also each stage's output (deblock, curve, deblur,
-        those present), for deep supervision. ``deblur_options`` (``deblock_options``) returns instead
-        that stage's blend weights and its input filtered by every bank entry (training methods
-        ``deblur_choice``, ``deblock_choice``), the later stages not run."""
+        """The restored image; with ``return_stages`` also each stage's output (dequant, deblock, curve,
+        deblur, those present), for deep supervision. ``deblur_options`` (``deblock_options``) returns
+        instead that stage's blend weights and its input filtered by every bank entry (training methods
+        ``deblur_choice``, ``deblock_choice``), the later stages not run. ``jpeg_tables`` ((N, 64) luma
+        quantisation steps, grid at the corner) returns the dequantisation stage's output alone (training
+        method ``dequant``)."""
+        if jpeg_tables is not None:
+            if self.dequant is None:
+                raise ValueError("this CurveNAFNet has no dequantisation stage")
+            start = None if self.deblock is None else self.deblock(x)
+            return self.dequant.apply_tables(x, jpeg_tables, start)
         if deblock_options:
             if self.deblock is None:
                 raise ValueError("this CurveNAFNet has no deblocking stage")
@@ -538,37 +564,82 @@ class CurveNAFNet(nn.Module):
         if deblur_options:
             if self.deblur is None:
                 raise ValueError("this CurveNAFNet has no deblurring stage")
-            x = _run_stages(self.deblock, self.curve, None, x)[-1]
+            x = _run_stages(self.dequant, self.deblock, self.curve, None, x)[-1]
             return self.deblur.weights(x), self.deblur.each_option(x)
-        stages = _run_stages(self.deblock, self.curve, self.deblur, x)
+        stages = _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x)
         out = self.restorer(stages[-1])
+        if self.dequant is not None and not (self.training or _exporting()):
+            out = self.finish(x, out, stages[int(self.deblock is not None)])
         return (out, stages) if return_stages else out
+
+    def finish(
+        self, x: torch.Tensor, restored: torch.Tensor, dequantized: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The last step when the input is a decoded JPEG (eval mode, with a dequantisation stage):
+        ``dequantized + g * (restored - dequantized)``, ``g`` rising from 0 to 1 as the RMS luma change
+        the later stages made grows from ``JPEG_KEEP[0]`` to ``JPEG_KEEP[1]`` levels; ``restored`` as it
+        is for other images. ``forward`` applies it; the inference layer applies it after running the
+        stages apart (tiling, self-ensemble), with ``dequantized`` computed again from ``x``."""
+        if self.dequant is None or self.training:
+            return restored
+        out = []
+        for i, image in enumerate(x.split(1)):
+            signature = detect_jpeg(image[0])
+            if signature is None:
+                out.append(restored[i : i + 1])
+                continue
+            if dequantized is None:
+                start = None if self.deblock is None else self.deblock(image)
+                base = self.dequant.correct(image, signature, start)
+            else:
+                base = dequantized[i : i + 1]
+            change = restored[i : i + 1] - base
+            rms = float(luma_255(change).pow(2).mean().sqrt())
+            low, high = JPEG_KEEP
+            out.append(base + min(1.0, max(0.0, (rms - low) / (high - low))) * change)
+        return torch.cat(out)
 
     def analyze(self, image: torch.Tensor) -> dict[str, float]:
         """What the estimators see in one (1, 3, H, W) image in [0, 1] (the web demo's hook): for each
         stage present, how strongly it acts, 0 (leaves the image alone) to 1: ``"JPEG"`` (deblocking)
-        and ``"blur"`` (deblurring, judged after deblocking and the curves, as it runs)."""
+        and ``"blur"`` (deblurring, judged after deblocking and the curves, as it runs); with a
+        dequantisation stage and a file whose table shows, ``"JPEG table, quality Q"``: how clearly it
+        shows (the detector's score, 0.4-1)."""
         found: dict[str, float] = {}
         x = image[:1]
+        raw = x
         if self.deblock is not None:
             weights, x = self.deblock.run(x)
             found["JPEG"] = 1.0 - float(weights[0, 0])
+        if self.dequant is not None:
+            signature = detect_jpeg(raw[0])
+            if signature is not None:
+                found[f"JPEG table, quality {signature.quality}"] = min(1.0, signature.score)
+                x = self.dequant.correct(raw, signature, x)
         if self.deblur is not None:
             found["blur"] = 1.0 - float(self.deblur.weights(self.curve(x))[0, 0])
         return found
 
     def tiling_stages(self) -> tuple[nn.Module, nn.Module]:
-        """For tiled inference: the deblock, curve and deblur stages run once on the whole image (their
-        estimates come from the whole picture, not from each tile, and the JPEG grid stays where it is),
-        then the NAFNet runs tile by tile."""
+        """For tiled inference: the deblock, dequant, curve and deblur stages run once on the whole image
+        (their estimates come from the whole picture, not from each tile, and the JPEG grid stays where it
+        is), then the NAFNet runs tile by tile (and :meth:`finish` on the whole output)."""
         return _GlobalStages(self), self.restorer
 
 
 def _run_stages(
-    deblock: DeblockStage | None, curve: CurveStage, deblur: DeblurStage | None, x: torch.Tensor
+    dequant: JPEGDequantizer | None,
+    deblock: DeblockStage | None,
+    curve: CurveStage,
+    deblur: DeblurStage | None,
+    x: torch.Tensor,
 ) -> list[torch.Tensor]:
-    """The outputs of the stages in front of the NAFNet, in order (those present)."""
+    """The outputs of the stages in front of the NAFNet, in order (those present). The dequantisation
+    refines the deblocking stage's estimate from the decoded input; an export leaves it out (finding an
+    image's JPEG table is not a fixed graph)."""
     stages = [] if deblock is None else [deblock(x)]
+    if dequant is not None and not _exporting():
+        stages.append(dequant(x, stages[-1] if stages else None))
     stages.append(curve(stages[-1] if stages else x))
     if deblur is not None:
         stages.append(deblur(stages[-1]))
@@ -576,14 +647,19 @@ def _run_stages(
 
 
 class _GlobalStages(nn.Module):
-    """A CurveNAFNet's deblock, curve and deblur stages as one module (shares their parameters)."""
+    """A CurveNAFNet's stages in front of its NAFNet as one module (shares their parameters)."""
 
     def __init__(self, model: CurveNAFNet) -> None:
         super().__init__()
-        self.deblock, self.curve, self.deblur = model.deblock, model.curve, model.deblur
+        self.dequant, self.deblock, self.curve, self.deblur = (
+            model.dequant,
+            model.deblock,
+            model.curve,
+            model.deblur,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_stages(self.deblock, self.curve, self.deblur, x)[-1]
+        return _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x)[-1]
 
 
 def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
@@ -614,6 +690,11 @@ def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
             DEBLOCK_QUALITIES if k == len(DEBLOCK_QUALITIES) else tuple(10 * (i + 1) for i in range(k))
         )
         deblur.update(deblock_qualities=qualities, deblock_size=int(blocks.shape[-1]))
+    dequant = state_dict.get("dequant.head.weight")
+    if dequant is not None:
+        deblur.update(
+            dequant_width=int(dequant.shape[0]), dequant_blocks=count_blocks(state_dict, "dequant.body")
+        )
     cfg = {
         **inner,
         "curve_width": curve_width,

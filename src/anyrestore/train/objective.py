@@ -237,11 +237,57 @@ def _bank_choice(stage: str) -> ObjectiveFactory:
     return factory
 
 
+class DequantObjective(Objective):
+    """Train a CurveNAFNet's JPEG dequantisation stage alone (everything else frozen).
+
+    Each training input is read for its JPEG signature on the grid at the crop's corner (synthetic sets
+    compress the crop itself), which gives its quantisation table; crops without one (flat sky, too few
+    nonzero coefficients) are left out of the step. The loss is the mean squared error of the luma
+    against the image before JPEG (``before: jpeg``; the clean image without it), which is the squared
+    error of the block DCT coefficients too. ``gain`` logs the PSNR of the luma over the input's.
+    """
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        if getattr(model, "dequant", None) is None:
+            raise ObjectiveError(
+                f"method 'dequant': {type(model).__name__} has no dequantisation stage (a curve_nafnet "
+                "with dequant_width)"
+            )
+        train_only(model, ("dequant",), "dequant")
+        return model
+
+    def loss(
+        self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from anyrestore.models.jpeg_dequant import detect_jpeg, ijg_luma_table, luma_255
+
+        lq, target = batch["lq"], batch.get("before", batch["gt"])
+        found = [detect_jpeg(image, grid=(0, 0)) for image in lq]
+        keep = [i for i, s in enumerate(found) if s is not None]
+        if not keep:
+            zero = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+            return zero, {"found": torch.zeros(())}
+        tables = torch.stack([ijg_luma_table(found[i].quality).flatten() for i in keep]).to(lq.device)
+        out = model(lq[keep], jpeg_tables=tables)
+        target_y = luma_255(target[keep].float())
+        error = (luma_255(out.float()) - target_y).pow(2).mean()
+        before = (luma_255(lq[keep].float()) - target_y).pow(2).mean()
+        gain = 10 * torch.log10(before.detach() / error.detach().clamp_min(1e-12))
+        return error / 255.0**2, {"gain": gain, "found": torch.tensor(len(keep) / len(found))}
+
+
+def _dequant(options: Mapping[str, Any]) -> Objective:
+    if options:
+        raise ObjectiveError(f"method 'dequant' takes no options, got: {', '.join(options)}")
+    return DequantObjective()
+
+
 OBJECTIVES: dict[str, ObjectiveFactory] = {
     "restore": _restore,
     "stages": _stages,
     "deblur_choice": _bank_choice("deblur"),
     "deblock_choice": _bank_choice("deblock"),
+    "dequant": _dequant,
 }
 
 
