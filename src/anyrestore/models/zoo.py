@@ -35,10 +35,10 @@ register_embedded(
     EmbeddedModel(
         DEFAULT_MODEL,
         "default.safetensors",
-        "compact all-in-one CurveNAFNet (2.05M parameters: JPEG deblocking, tone curves from a "
-        "thumbnail, blind deblurring, then a NAFNet; run with the flips self-ensemble) trained on CPU: "
-        "noise, Gaussian blur, haze, rain, low light and mixtures; not yet JPEG or motion blur "
-        "(docs/default-model.md)",
+        "compact all-in-one CurveNAFNet (2.94M parameters: JPEG deblocking and dequantisation, tone "
+        "curves from a thumbnail, blind deblurring, then a NAFNet; run with the flips self-ensemble) "
+        "trained on CPU: noise, Gaussian blur, haze, rain, low light and mixtures, JPEG in part; not "
+        "motion blur (docs/default-model.md)",
     )
 )
 
