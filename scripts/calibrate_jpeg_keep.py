@@ -1,16 +1,18 @@
-"""Choose the default model's JPEG_KEEP (curve_nafnet.py) on training photos, never on held-out ones.
+"""Choose the default model's JPEG_KEEP and JPEG_NOISE (curve_nafnet.py) on training photos, never on
+held-out ones.
 
     python scripts/calibrate_jpeg_keep.py MODEL DATA_ROOT
 
 When a JPEG table shows, ``CurveNAFNet.finish`` keeps the change the stages after the dequantisation
-make in proportion to its RMS size (none below ``low`` luma levels, all from ``high``). This scores
-candidate (low, high) pairs on the validation photos and every third training photo (a 384 x 512 crop
-of each) over JPEG alone and JPEG after noise, blur, haze, low light and rain (basicsr PSNR, one pass),
-and prints the mean per case and over the cases; "never" keeps every change (the model before), "always
-dequantised" none. The pick: the best mean over the cases among the pairs that lose no case more than
-MAX_LOSS dB against "never" (the gains are on JPEG alone and JPEG after slight blur; the losses on
-JPEG after noise and haze, whose restorations a low threshold cuts).
-"""
+make in proportion to its RMS size (none below ``low`` luma levels, all from ``high``) or to the noise
+left in the dequantised photo (``flat_noise``, from ``n0`` to ``n1``), whichever keeps more. This scores
+candidate pairs of pairs, labelled ``low-high/n0-n1`` ("off": no noise cue), on the validation photos
+and every third training photo (a 384 x 512 crop of each) over JPEG alone and JPEG after noise, blur,
+haze, low light and rain (basicsr PSNR, one pass), and prints the mean per case and over the cases;
+"never" keeps every change (the model before), "always dequantised" none. The pick: the best mean over
+the cases among the candidates that lose no case more than MAX_LOSS dB against "never" (the gains are on
+JPEG alone and JPEG after slight blur; the losses on JPEG after noise and haze, whose restorations a low
+threshold cuts; the noise cue keeps denoising)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from PIL import Image
 from anyrestore.degrade import apply_sequence, parse_op_spec
 from anyrestore.evaluate import psnr
 from anyrestore.models.checkpoint import load_model
+from anyrestore.models.curve_nafnet import flat_noise
 from anyrestore.models.jpeg_dequant import detect_jpeg, luma_255
 
 CASES = {
@@ -39,8 +42,17 @@ CASES = {
     "low light + q50": ["low_light", "jpeg:quality=50"],
     "rain + q50": ["rain", "jpeg:quality=50"],
 }
-CANDIDATES = [(1.0, 2.0), (2.0, 4.0), (3.0, 6.0), (4.0, 8.0), (6.0, 12.0)]
+OFF = (1e9, 2e9)
+CANDIDATES = [
+    (keep, noise)
+    for keep in [(1.0, 2.0), (2.0, 4.0), (3.0, 6.0), (4.0, 8.0), (6.0, 12.0)]
+    for noise in [OFF, (1.5, 3.0), (3.0, 6.0)]
+]
 MAX_LOSS = 0.25
+
+
+def ramp(value: float, bounds: tuple[float, float]) -> float:
+    return min(1.0, max(0.0, (value - bounds[0]) / (bounds[1] - bounds[0])))
 
 
 def photos(root: Path) -> dict[str, torch.Tensor]:
@@ -57,7 +69,9 @@ def main(model_path: str, root: Path) -> None:
     model = load_model(model_path).module.eval()
     if model.dequant is None:
         raise SystemExit(f"{model_path}: no dequantisation stage")
-    labels = ["never", "always dequantised"] + [f"{lo:g}-{hi:g}" for lo, hi in CANDIDATES]
+    labels = ["never", "always dequantised"] + [
+        f"{k[0]:g}-{k[1]:g}/" + ("off" if n == OFF else f"{n[0]:g}-{n[1]:g}") for k, n in CANDIDATES
+    ]
     scores: dict[str, dict[str, list[float]]] = {label: {} for label in labels}
     images = photos(root)
     print(f"{len(images)} photos from {root}")
@@ -73,7 +87,8 @@ def main(model_path: str, root: Path) -> None:
                 base = model.dequant(lq, start)
                 change = model.restorer(model.deblur(model.curve(base))) - base
                 rms = float(luma_255(change).pow(2).mean().sqrt())
-                kept = [1.0, 0.0] + [min(1.0, max(0.0, (rms - lo) / (hi - lo))) for lo, hi in CANDIDATES]
+                noise = flat_noise(luma_255(base))
+                kept = [1.0, 0.0] + [max(ramp(rms, k), ramp(noise, n)) for k, n in CANDIDATES]
                 for label, k in zip(labels, kept, strict=True):
                     value = float(psnr((base + k * change).clamp(0, 1), clean, "basicsr"))
                     scores[label].setdefault(case, []).append(value)
@@ -89,8 +104,8 @@ def main(model_path: str, root: Path) -> None:
     ]
     if allowed:
         best = max(allowed, key=lambda label: float(np.mean(table[label])))
-        pair = best.replace("-", ", ")
-        print(f"pick: JPEG_KEEP = ({pair}) (no case below 'never' by more than {MAX_LOSS} dB)")
+        keep, noise = CANDIDATES[labels.index(best) - 2]
+        print(f"pick: JPEG_KEEP = {keep}, JPEG_NOISE = {noise} (no case below 'never' by > {MAX_LOSS} dB)")
     else:
         print(f"pick: none (every pair loses some case by more than {MAX_LOSS} dB)")
 

@@ -207,3 +207,22 @@ def test_forward_and_the_inference_layer_both_finish(photo):
         assert len(calls) == 1 and calls[0] is not None  # inside forward, with its own stage output
         Restorer(model, descriptor, device="cpu", tile=0, self_ensemble="flips")(lq)
         assert len(calls) == 2 and calls[1] is None  # stages run apart: the inference layer finishes
+
+
+def test_flat_noise_tells_noise_before_jpeg_from_jpeg_alone(photo):
+    from anyrestore.models.curve_nafnet import JPEG_NOISE, flat_noise
+
+    g = torch.Generator().manual_seed(0)
+    alone = flat_noise(luma_255(jpeg_compress(photo, quality=40)))
+    noisy = flat_noise(luma_255(jpeg_compress(gaussian_noise(photo, sigma=15, generator=g), quality=40)))
+    assert alone < JPEG_NOISE[0] < JPEG_NOISE[1] < noisy, (alone, noisy)
+    assert flat_noise(torch.zeros(1, 1, 4, 4)) == 0.0
+
+
+def test_finish_keeps_denoising_when_noise_came_before_jpeg(photo):
+    model = CurveNAFNet(**TINY, dequant_width=16, dequant_blocks=1).eval()
+    g = torch.Generator().manual_seed(0)
+    lq = jpeg_compress(gaussian_noise(photo, sigma=15, generator=g), quality=40)
+    restored = model.dequant(lq) + 0.004  # one luma level: a small change, kept for the noise
+    with torch.no_grad():
+        torch.testing.assert_close(model.finish(lq, restored), restored, rtol=0, atol=1e-6)

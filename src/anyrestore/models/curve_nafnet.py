@@ -70,10 +70,12 @@ STRIP_ROWS = 256
 ESTIMATOR_HALO = 8
 # The stages after the dequantisation were trained on undequantised inputs: on a photo whose only
 # degradation is JPEG they still change it a little (RMS 1-3 luma levels), and that costs more than the
-# dequantisation gains. When a JPEG table shows, their change is kept in proportion to its size: none of
-# it below JPEG_KEEP[0] luma levels RMS, all of it from JPEG_KEEP[1] (set on training photos; see
-# docs/default-model.md).
+# dequantisation gains. When a JPEG table shows, their change is kept in proportion to its size (none of
+# it below JPEG_KEEP[0] luma levels RMS, all of it from JPEG_KEEP[1]), or to the noise left in the
+# dequantised photo (JPEG_NOISE, in units of flat_noise(): noise before JPEG survives it, and denoising
+# is a change of a few levels that must stay). Both set on training photos (scripts/calibrate_jpeg_keep.py).
 JPEG_KEEP = (3.0, 6.0)
+JPEG_NOISE = (3.0, 6.0)
 
 
 class CurveStage(nn.Module):
@@ -172,6 +174,23 @@ def _exporting() -> bool:
     """Inside an ONNX / ``torch.export`` trace, where the batch stays dynamic and a grouped conv's groups
     cannot: the banks then filter with every entry and blend the results (more work, same numbers)."""
     return torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting()
+
+
+def _ramp(value: float, bounds: tuple[float, float]) -> float:
+    """0 below ``bounds[0]``, 1 from ``bounds[1]``, linear between."""
+    low, high = bounds
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+def flat_noise(luma: torch.Tensor) -> float:
+    """How noisy the flattest tenth of a (1, 1, H, W) luma (0..255) is: the 10th percentile over its 8x8
+    blocks of the RMS 5-point Laplacian. Near 0 for a dequantised JPEG of a clean photo (0-1.2 on most
+    training photos), 3-12 when noise of sigma 15 came before JPEG at quality 40; texture everywhere
+    raises it too (a photo of foliage: 11-17)."""
+    if min(luma.shape[-2:]) < JPEG_BLOCK + 2:
+        return 0.0
+    energy = F.avg_pool2d(_laplacian(luma).pow(2), JPEG_BLOCK).flatten()
+    return float(torch.quantile(energy.sqrt(), 0.1))
 
 
 def _laplacian(gray: torch.Tensor) -> torch.Tensor:
@@ -577,9 +596,11 @@ class CurveNAFNet(nn.Module):
     ) -> torch.Tensor:
         """The last step when the input is a decoded JPEG (eval mode, with a dequantisation stage):
         ``dequantized + g * (restored - dequantized)``, ``g`` rising from 0 to 1 as the RMS luma change
-        the later stages made grows from ``JPEG_KEEP[0]`` to ``JPEG_KEEP[1]`` levels; ``restored`` as it
-        is for other images. ``forward`` applies it; the inference layer applies it after running the
-        stages apart (tiling, self-ensemble), with ``dequantized`` computed again from ``x``."""
+        the later stages made grows from ``JPEG_KEEP[0]`` to ``JPEG_KEEP[1]`` levels, or as the
+        dequantised photo's :func:`flat_noise` grows across ``JPEG_NOISE``, whichever keeps more;
+        ``restored`` as it is for other images. ``forward`` applies it; the inference layer applies it
+        after running the stages apart (tiling, self-ensemble), with ``dequantized`` computed again from
+        ``x``."""
         if self.dequant is None or self.training:
             return restored
         out = []
@@ -595,8 +616,8 @@ class CurveNAFNet(nn.Module):
                 base = dequantized[i : i + 1]
             change = restored[i : i + 1] - base
             rms = float(luma_255(change).pow(2).mean().sqrt())
-            low, high = JPEG_KEEP
-            out.append(base + min(1.0, max(0.0, (rms - low) / (high - low))) * change)
+            kept = max(_ramp(rms, JPEG_KEEP), _ramp(flat_noise(luma_255(base)), JPEG_NOISE))
+            out.append(base + kept * change)
         return torch.cat(out)
 
     def analyze(self, image: torch.Tensor) -> dict[str, float]:
