@@ -104,8 +104,9 @@ def bench(args: argparse.Namespace) -> None:
 
 
 # Restores a 4000x3000 astronaut in a fresh process (so its peak RSS is the restore's own): argv[1] is
-# "promptir" (random weights, the clean photo) or "default" (the embedded model, the photo with noise
-# sigma 15), argv[2] the self-ensemble mode.
+# "promptir" (random weights, the clean photo), "default" (the embedded model, the photo with noise
+# sigma 15) or "default_jpeg" (the embedded model, the photo as a JPEG of quality 30: its dequantisation
+# stage and JPEG finish run), argv[2] the self-ensemble mode.
 BIG_CHILD = """
 import json, resource, sys, time, torch
 import anyrestore.models
@@ -119,6 +120,10 @@ im = Image.fromarray(data.astronaut()).resize((4000, 3000), Image.Resampling.BIC
 x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255.0
 if sys.argv[1] == "default":
     x = (x + 15 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    r = Restorer(resolve_model(None), device="cpu", self_ensemble=sys.argv[2])
+elif sys.argv[1] == "default_jpeg":
+    from anyrestore.degrade import jpeg_compress
+    x = jpeg_compress(x, quality=30)
     r = Restorer(resolve_model(None), device="cpu", self_ensemble=sys.argv[2])
 else:
     d = ModelDescriptor.for_architecture(sys.argv[1])
@@ -160,6 +165,11 @@ def default_model() -> None:
             f"peak resident memory {result['peak_rss_mb']:.0f} MB"
         )
     print(f"flips / one pass time: {seconds['flips'] / seconds['off']:.2f}x")
+    result = restore_big("default_jpeg", "off")
+    print(
+        f"the photo as a JPEG (q30), one pass: tile {result['tile']} px, {result['seconds']:.1f} s, "
+        f"peak resident memory {result['peak_rss_mb']:.0f} MB (JPEG table found: dequantisation, finish)"
+    )
 
 
 def main() -> None:
