@@ -226,3 +226,21 @@ def test_finish_keeps_denoising_when_noise_came_before_jpeg(photo):
     restored = model.dequant(lq) + 0.004  # one luma level: a small change, kept for the noise
     with torch.no_grad():
         torch.testing.assert_close(model.finish(lq, restored), restored, rtol=0, atol=1e-6)
+
+
+def test_projection_to_the_cells_only_brings_an_estimate_nearer(photo):
+    from anyrestore.models.jpeg_dequant import project_to_cells
+
+    lq = jpeg_compress(photo, quality=20)
+    found = detect_jpeg(lq[0])
+    g = torch.Generator().manual_seed(0)
+    guess = lq + 0.05 * torch.randn(lq.shape, generator=g)  # far from the file in places
+    projected = project_to_cells(guess, lq, found)
+    table = ijg_luma_table(20).reshape(64, 1, 1)
+    basis = _dct_matrix()
+    index = torch.round(block_dct(luma_255(lq) - 128.0, basis)[0] / table)
+    coefs = block_dct(luma_255(projected) - 128.0, basis)[0]
+    assert ((coefs - index * table).abs() <= table / 2 + 1e-3).all()
+    truth = luma_255(photo)
+    assert (luma_255(projected) - truth).pow(2).mean() < (luma_255(guess) - truth).pow(2).mean()
+    assert torch.equal(project_to_cells(lq, lq, found)[..., 0, 0], lq[..., 0, 0])
