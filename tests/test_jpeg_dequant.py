@@ -101,12 +101,23 @@ def test_cropped_jpeg_is_dequantised_on_its_own_grid(photo):
     assert torch.equal(cropped[..., :5, :], lq[..., 3:8, 5:])  # rows above the first whole block
     # With a first estimate, the change starts from it (the network still at zero: exactly its luma
     # change, bounded to the cells) and rows outside whole blocks are the estimate's.
-    fresh = JPEGDequantizer(width=16, blocks=1).eval()
+    fresh = JPEGDequantizer(width=16, blocks=1, classical_share=0.0).eval()
     start = lq + 0.002 * torch.randn_like(lq[:, :1]).expand_as(lq)
     with torch.no_grad():
         out = fresh(lq[..., 3:, 5:], start[..., 3:, 5:])
         assert torch.equal(fresh(photo, photo * 0.5), photo * 0.5)  # no signature: the estimate
     torch.testing.assert_close(out, start[..., 3:, 5:], rtol=0, atol=5e-5)  # tanh bends a little
+    # By default the start is half-way to the bilateral deblocker's luma at the file's quality.
+    from anyrestore.classical.jpeg import deblock_bilateral
+
+    half = JPEGDequantizer(width=16, blocks=1).eval()
+    assert half.classical_share == 0.5
+    aligned = lq[..., :192, :256]
+    with torch.no_grad():
+        out = half(aligned, start[..., :192, :256])
+    target = luma_255(start[..., :192, :256]) / 2 + luma_255(deblock_bilateral(aligned, quality=20)) / 2
+    gap = (luma_255(out) - target).abs()  # in luma levels; the cell bound bends the largest changes
+    assert gap.mean() < 0.05 and gap.max() < 1.0, (gap.mean(), gap.max())
 
 
 def test_curve_nafnet_runs_dequant_first_and_round_trips(photo):
