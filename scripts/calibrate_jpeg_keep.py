@@ -26,7 +26,7 @@ from PIL import Image
 from anyrestore.degrade import apply_sequence, parse_op_spec
 from anyrestore.evaluate import psnr
 from anyrestore.models.checkpoint import load_model
-from anyrestore.models.curve_nafnet import flat_noise
+from anyrestore.models.curve_nafnet import flat_noise, jpeg_keep_fraction
 from anyrestore.models.jpeg_dequant import detect_jpeg, luma_255
 
 CASES = {
@@ -49,10 +49,6 @@ CANDIDATES = [
     for noise in [OFF, (1.5, 3.0), (3.0, 6.0)]
 ]
 MAX_LOSS = 0.25
-
-
-def ramp(value: float, bounds: tuple[float, float]) -> float:
-    return min(1.0, max(0.0, (value - bounds[0]) / (bounds[1] - bounds[0])))
 
 
 def photos(root: Path) -> dict[str, torch.Tensor]:
@@ -88,7 +84,7 @@ def main(model_path: str, root: Path) -> None:
                 change = model.restorer(model.deblur(model.curve(base))) - base
                 rms = float(luma_255(change).pow(2).mean().sqrt())
                 noise = flat_noise(luma_255(base))
-                kept = [1.0, 0.0] + [max(ramp(rms, k), ramp(noise, n)) for k, n in CANDIDATES]
+                kept = [1.0, 0.0] + [jpeg_keep_fraction(rms, noise, k, n) for k, n in CANDIDATES]
                 for label, k in zip(labels, kept, strict=True):
                     value = float(psnr((base + k * change).clamp(0, 1), clean, "basicsr"))
                     scores[label].setdefault(case, []).append(value)

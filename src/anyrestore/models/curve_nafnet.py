@@ -182,6 +182,18 @@ def _ramp(value: float, bounds: tuple[float, float]) -> float:
     return min(1.0, max(0.0, (value - low) / (high - low)))
 
 
+def jpeg_keep_fraction(
+    change_rms: float,
+    noise: float,
+    keep: tuple[float, float] = JPEG_KEEP,
+    noise_bounds: tuple[float, float] = JPEG_NOISE,
+) -> float:
+    """How much of the later stages' change :meth:`CurveNAFNet.finish` keeps on a JPEG: the larger of the
+    ramps of its RMS size (luma levels) across ``keep`` and of the dequantised photo's
+    :func:`flat_noise` across ``noise_bounds``."""
+    return max(_ramp(change_rms, keep), _ramp(noise, noise_bounds))
+
+
 def flat_noise(luma: torch.Tensor) -> float:
     """How noisy the flattest tenth of a (1, 1, H, W) luma (0..255) is: the 10th percentile over its 8x8
     blocks of the RMS 5-point Laplacian. Near 0 for a dequantised JPEG of a clean photo (0-1.2 on most
@@ -616,7 +628,7 @@ class CurveNAFNet(nn.Module):
                 base = dequantized[i : i + 1]
             change = restored[i : i + 1] - base
             rms = float(luma_255(change).pow(2).mean().sqrt())
-            kept = max(_ramp(rms, JPEG_KEEP), _ramp(flat_noise(luma_255(base)), JPEG_NOISE))
+            kept = jpeg_keep_fraction(rms, flat_noise(luma_255(base)))
             out.append(base + kept * change)
         return torch.cat(out)
 
