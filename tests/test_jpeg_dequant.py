@@ -134,8 +134,7 @@ def test_curve_nafnet_runs_dequant_first_and_round_trips(photo):
         assert len(stages) == 2  # dequant, curve
         torch.testing.assert_close(stages[0], model.dequant(lq))
         torch.testing.assert_close(out, model.restorer(model.curve(model.dequant(lq))))
-        tables = ijg_luma_table(20).reshape(1, 64)
-        torch.testing.assert_close(model(lq, jpeg_tables=tables), stages[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(lq, jpeg_qualities=[20]), stages[0], rtol=0, atol=1e-5)
         assert 0.4 < model.analyze(lq)["JPEG table, quality 20"] <= 1.0
         assert model.analyze(photo) == {}
         global_stages, _ = model.tiling_stages()
@@ -148,12 +147,13 @@ def test_curve_nafnet_runs_dequant_first_and_round_trips(photo):
         out, stages = model(lq, return_stages=True)
         assert len(stages) == 3  # deblock, dequant, curve
         torch.testing.assert_close(stages[1], model.dequant(lq, model.deblock(lq)))
-        torch.testing.assert_close(
-            model(lq, jpeg_tables=tables), model.dequant.apply_tables(lq, tables, stages[0])
-        )
+        # Training (known quality) and eval (quality read from the pixels) start alike: same output.
+        torch.testing.assert_close(model(lq, jpeg_qualities=[20]), stages[1], rtol=0, atol=1e-5)
         assert set(model.analyze(lq)) == {"JPEG", "JPEG table, quality 20"}
     with pytest.raises(ValueError, match="no dequantisation stage"):
-        CurveNAFNet(**TINY)(lq, jpeg_tables=tables)
+        CurveNAFNet(**TINY)(lq, jpeg_qualities=[20])
+    with pytest.raises(ValueError, match="2 JPEG qualities for 1 images"):
+        model(lq, jpeg_qualities=[20, 30])
 
 
 def test_an_export_leaves_dequantisation_out(photo):

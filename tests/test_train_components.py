@@ -390,7 +390,7 @@ def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, ti
     are left out of the step), the loss is the luma's squared error against ``before``, and a few steps
     on one JPEG crop bring it nearer the photo; only the dequantisation stage learns."""
     from anyrestore.degrade import jpeg_compress
-    from anyrestore.models.jpeg_dequant import ijg_luma_table, luma_255
+    from anyrestore.models.jpeg_dequant import luma_255
     from anyrestore.train import StepContext
 
     model = tiny_curve_nafnet(dequant_width=16, dequant_blocks=1)
@@ -413,8 +413,7 @@ def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, ti
         optimizer.step()
     assert parts["gain"] > 0.3
     with torch.no_grad():
-        table = ijg_luma_table(20).reshape(1, 64)
-        assert psnr(model(lq[:1], jpeg_tables=table), gt[:1]) > psnr(lq[:1], gt[:1]) + 0.3
+        assert psnr(model(lq[:1], jpeg_qualities=[20]), gt[:1]) > psnr(lq[:1], gt[:1]) + 0.3
     loss, parts = objective.loss(model, {"lq": gt, "gt": gt}, ctx)
     assert parts["found"] == 0.0 and loss == 0.0
     with pytest.raises(ObjectiveError, match="no dequantisation stage"):

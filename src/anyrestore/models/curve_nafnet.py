@@ -575,19 +575,19 @@ class CurveNAFNet(nn.Module):
         return_stages: bool = False,
         deblur_options: bool = False,
         deblock_options: bool = False,
-        jpeg_tables: torch.Tensor | None = None,
+        jpeg_qualities: Sequence[int] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor] | torch.Tensor]:
         """The restored image; with ``return_stages`` also each stage's output (dequant, deblock, curve,
         deblur, those present), for deep supervision. ``deblur_options`` (``deblock_options``) returns
         instead that stage's blend weights and its input filtered by every bank entry (training methods
-        ``deblur_choice``, ``deblock_choice``), the later stages not run. ``jpeg_tables`` ((N, 64) luma
-        quantisation steps, grid at the corner) returns the dequantisation stage's output alone (training
-        method ``dequant``)."""
-        if jpeg_tables is not None:
+        ``deblur_choice``, ``deblock_choice``), the later stages not run. ``jpeg_qualities`` (N IJG
+        qualities, grid at the corner) returns the dequantisation stage's output alone (training method
+        ``dequant``)."""
+        if jpeg_qualities is not None:
             if self.dequant is None:
                 raise ValueError("this CurveNAFNet has no dequantisation stage")
             start = None if self.deblock is None else self.deblock(x)
-            return self.dequant.apply_tables(x, jpeg_tables, start)
+            return self.dequant.apply_qualities(x, jpeg_qualities, start)
         if deblock_options:
             if self.deblock is None:
                 raise ValueError("this CurveNAFNet has no deblocking stage")

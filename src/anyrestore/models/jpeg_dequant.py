@@ -21,6 +21,7 @@ are (chroma is subsampled 4:2:0 by most encoders and left to the stages after th
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -56,8 +57,9 @@ DEQUANT_SCALE = 64.0  # the steps are divided by this before the network
 PROPOSAL_SCALE = 8.0  # luma levels per unit of the network's output
 # Two deblockers err differently: in eval, the network starts from the mean of the least-squares
 # deblocking stage's luma and the bilateral deblocker's at the file's quality (on training photos at
-# quality 20: 36.22 and 36.33 dB, their mean 36.38; shares 0.3 and 0.7 did no better). The network itself
-# was trained from the least-squares start alone.
+# quality 20: 36.22 and 36.33 dB, their mean 36.38; shares 0.3 and 0.7 did no better). Training starts
+# from the same mean; the shipped network was trained before the share existed, from the least-squares
+# start alone.
 CLASSICAL_SHARE = 0.5
 
 
@@ -198,8 +200,8 @@ class JPEGDequantizer(nn.Module):
     DCT domain and is bounded there, softly, by half a step each way (``s/2 * tanh(2 c / s)``), so the
     estimate stays in the coefficient's cell. ``forward`` takes RGB in [0, 1] and, in eval mode, finds
     each image's JPEG signature itself (:func:`detect_jpeg`); images without one pass unchanged. Training
-    uses :meth:`apply_tables` with known tables. The last layer starts at zero: a fresh dequantiser is
-    the identity.
+    uses :meth:`apply_qualities` with known qualities, which starts from the same estimate as
+    :meth:`correct`. The last layer starts at zero: a fresh dequantiser is the identity.
     """
 
     def __init__(self, width: int = 96, blocks: int = 4, classical_share: float = CLASSICAL_SHARE) -> None:
@@ -234,14 +236,31 @@ class JPEGDequantizer(nn.Module):
         half = steps / 2
         return block_idct(half * torch.tanh(change / half), self.basis)
 
-    def apply_tables(
-        self, x: torch.Tensor, tables: torch.Tensor, start: torch.Tensor | None = None
+    def _first(self, x: torch.Tensor, start: torch.Tensor, quality: int) -> torch.Tensor:
+        """The luma the network starts from: ``start``'s, ``classical_share`` of the way to that of the
+        bilateral deblocker at the file's quality."""
+        first = luma_255(start)
+        if self.classical_share:
+            classical = luma_255(deblock_bilateral(x, quality=quality).to(first))
+            first = first + self.classical_share * (classical - first)
+        return first
+
+    def apply_qualities(
+        self, x: torch.Tensor, qualities: Sequence[int], start: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(N, 3, H, W) images, H and W multiples of 8 and the grid at the corner, dequantised with their
-        (N, 64) luma tables (training); ``start`` as in :meth:`correct_luma`, as RGB."""
+        """(N, 3, H, W) images, H and W multiples of 8 and the grid at the corner, dequantised with the IJG
+        tables of their ``qualities`` (training), from the same first estimate as :meth:`correct` (with
+        ``start``, RGB, e.g. the deblocking stage's output)."""
         if x.shape[-2] % BLOCK or x.shape[-1] % BLOCK:
             raise ValueError(f"dequantisation needs sides that are multiples of 8, got {tuple(x.shape[-2:])}")
-        first = None if start is None else luma_255(start)
+        if len(qualities) != x.shape[0]:
+            raise ValueError(f"{len(qualities)} JPEG qualities for {x.shape[0]} images")
+        tables = torch.stack([ijg_luma_table(int(q)).flatten() for q in qualities]).to(x)
+        first = None
+        if start is not None:
+            first = torch.cat(
+                [self._first(x[i : i + 1], start[i : i + 1], int(q)) for i, q in enumerate(qualities)]
+            )
         return x + self.correct_luma(luma_255(x), tables, first) / 255.0
 
     def correct(
@@ -256,10 +275,7 @@ class JPEGDequantizer(nn.Module):
         dy, dx = signature.dy, signature.dx
         hb, wb = (h - dy) // BLOCK * BLOCK, (w - dx) // BLOCK * BLOCK
         inside = (..., slice(dy, dy + hb), slice(dx, dx + wb))
-        first = None if start is None else luma_255(start[inside])
-        if first is not None and self.classical_share:
-            classical = luma_255(deblock_bilateral(x[inside], quality=signature.quality))
-            first = first + self.classical_share * (classical - first)
+        first = None if start is None else self._first(x[inside], start[inside], signature.quality)
         change = self.correct_luma(luma_255(x[inside]), ijg_luma_table(signature.quality), first) / 255.0
         out = (x if start is None else start).clone()
         out[inside] = x[inside] + change

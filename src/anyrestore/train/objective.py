@@ -259,7 +259,7 @@ class DequantObjective(Objective):
     def loss(
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from anyrestore.models.jpeg_dequant import detect_jpeg, ijg_luma_table, luma_255
+        from anyrestore.models.jpeg_dequant import detect_jpeg, luma_255
 
         lq, target = batch["lq"], batch.get("before", batch["gt"])
         found = [detect_jpeg(image, grid=(0, 0)) for image in lq]
@@ -267,8 +267,7 @@ class DequantObjective(Objective):
         if not keep:
             zero = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
             return zero, {"found": torch.zeros(())}
-        tables = torch.stack([ijg_luma_table(found[i].quality).flatten() for i in keep]).to(lq.device)
-        out = model(lq[keep], jpeg_tables=tables)
+        out = model(lq[keep], jpeg_qualities=[found[i].quality for i in keep])
         target_y = luma_255(target[keep].float())
         error = (luma_255(out.float()) - target_y).pow(2).mean()
         before = (luma_255(lq[keep].float()) - target_y).pow(2).mean()
