@@ -209,9 +209,9 @@ def test_forward_and_the_inference_layer_both_finish(photo):
     calls = []
     finish = model.finish
 
-    def spy(x, restored, dequantized=None):
+    def spy(x, restored, dequantized=None, signatures=None):
         calls.append(dequantized)
-        return finish(x, restored, dequantized)
+        return finish(x, restored, dequantized, signatures)
 
     with mock.patch.object(model, "finish", side_effect=spy):
         Restorer(model, descriptor, device="cpu", tile=0, self_ensemble="off")(lq)

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, shapes_match
-from anyrestore.models.jpeg_dequant import JPEGDequantizer, detect_jpeg, luma_255
+from anyrestore.models.jpeg_dequant import JPEGDequantizer, JPEGSignature, detect_jpeg, luma_255
 from anyrestore.models.nafnet import NAFNet, infer_nafnet_config
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
@@ -597,14 +597,21 @@ class CurveNAFNet(nn.Module):
                 raise ValueError("this CurveNAFNet has no deblurring stage")
             x = _run_stages(self.dequant, self.deblock, self.curve, None, x)[-1]
             return self.deblur.weights(x), self.deblur.each_option(x)
-        stages = _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x)
+        # Each image's JPEG signature, read once for the dequantisation and the finish.
+        judged = self.dequant is not None and x.shape[1] == 3 and not (self.training or _exporting())
+        signatures = [detect_jpeg(image[0]) for image in x.split(1)] if judged else None
+        stages = _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x, signatures)
         out = self.restorer(stages[-1])
-        if self.dequant is not None and not (self.training or _exporting()):
-            out = self.finish(x, out, stages[int(self.deblock is not None)])
+        if judged:
+            out = self.finish(x, out, stages[int(self.deblock is not None)], signatures)
         return (out, stages) if return_stages else out
 
     def finish(
-        self, x: torch.Tensor, restored: torch.Tensor, dequantized: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        restored: torch.Tensor,
+        dequantized: torch.Tensor | None = None,
+        signatures: Sequence[JPEGSignature | None] | None = None,
     ) -> torch.Tensor:
         """The last step when the input is a decoded JPEG (eval mode, with a dequantisation stage):
         ``dequantized + g * (restored - dequantized)``, ``g`` rising from 0 to 1 as the RMS luma change
@@ -612,12 +619,12 @@ class CurveNAFNet(nn.Module):
         dequantised photo's :func:`flat_noise` grows across ``JPEG_NOISE``, whichever keeps more;
         ``restored`` as it is for other images. ``forward`` applies it; the inference layer applies it
         after running the stages apart (tiling, self-ensemble), with ``dequantized`` computed again from
-        ``x``."""
+        ``x``. ``signatures``: each image's :func:`detect_jpeg`, when the caller has them."""
         if self.dequant is None or self.training:
             return restored
         out = []
         for i, image in enumerate(x.split(1)):
-            signature = detect_jpeg(image[0])
+            signature = detect_jpeg(image[0]) if signatures is None else signatures[i]
             if signature is None:
                 out.append(restored[i : i + 1])
                 continue
@@ -666,13 +673,15 @@ def _run_stages(
     curve: CurveStage,
     deblur: DeblurStage | None,
     x: torch.Tensor,
+    signatures: Sequence[JPEGSignature | None] | None = None,
 ) -> list[torch.Tensor]:
     """The outputs of the stages in front of the NAFNet, in order (those present). The dequantisation
-    refines the deblocking stage's estimate from the decoded input; an export leaves it out (finding an
-    image's JPEG table is not a fixed graph)."""
+    refines the deblocking stage's estimate from the decoded input (with the images' JPEG
+    ``signatures`` when the caller has read them); an export leaves it out (finding an image's JPEG
+    table is not a fixed graph)."""
     stages = [] if deblock is None else [deblock(x)]
     if dequant is not None and not _exporting():
-        stages.append(dequant(x, stages[-1] if stages else None))
+        stages.append(dequant(x, stages[-1] if stages else None, signatures))
     stages.append(curve(stages[-1] if stages else x))
     if deblur is not None:
         stages.append(deblur(stages[-1]))

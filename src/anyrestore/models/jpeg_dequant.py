@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from anyrestore.classical._common import LUMA  # JPEG's (BT.601 full-range) luma
 from anyrestore.classical.jpeg import deblock_bilateral
 
 BLOCK = 8
-LUMA = (0.299, 0.587, 0.114)  # JPEG's (BT.601 full-range) luma
 # The IJG (libjpeg) luminance table at quality 50, row-major; other qualities scale it (ijg_luma_table).
 IJG_LUMA = (
     (16, 11, 10, 16, 24, 40, 51, 61),
@@ -108,6 +108,13 @@ class JPEGSignature:
     score: float
 
 
+def _whole_blocks(shape: torch.Size, signature: JPEGSignature) -> tuple:
+    """The index of the region of an (..., H, W) image that the signature's grid covers in whole blocks."""
+    h, w = shape[-2:]
+    dy, dx = signature.dy, signature.dx
+    return (..., slice(dy, dy + (h - dy) // BLOCK * BLOCK), slice(dx, dx + (w - dx) // BLOCK * BLOCK))
+
+
 def _sample_blocks(y: torch.Tensor, dy: int, dx: int, basis: torch.Tensor) -> torch.Tensor:
     """(B, 64) coefficients of an even spread of at most SAMPLE_BLOCKS blocks of a (H, W) luma on the
     grid starting at (dy, dx)."""
@@ -168,10 +175,7 @@ def project_to_cells(out: torch.Tensor, decoded: torch.Tensor, signature: JPEGSi
     of the blocks on the grid clamped into the quantisation cell ``decoded``'s coefficient lies in; the
     luma change goes to R, G and B alike. An orthogonal projection onto a convex set that holds the
     image before compression: it can only bring ``out`` nearer that image (in luma)."""
-    _, _, h, w = out.shape
-    dy, dx = signature.dy, signature.dx
-    hb, wb = (h - dy) // BLOCK * BLOCK, (w - dx) // BLOCK * BLOCK
-    inside = (..., slice(dy, dy + hb), slice(dx, dx + wb))
+    inside = _whole_blocks(out.shape, signature)
     basis = _dct_matrix().to(out)
     steps = ijg_luma_table(signature.quality).reshape(1, BLOCK * BLOCK, 1, 1).to(out)
     mine = block_dct(luma_255(out[inside]) - 128.0, basis)
@@ -271,25 +275,27 @@ class JPEGDequantizer(nn.Module):
         estimate such as the deblocking stage's output), or left as they are. With ``start``, the luma
         the network starts from is ``classical_share`` of the way from ``start``'s to that of the
         bilateral deblocker at the file's quality (``anyrestore.classical``)."""
-        _, _, h, w = x.shape
-        dy, dx = signature.dy, signature.dx
-        hb, wb = (h - dy) // BLOCK * BLOCK, (w - dx) // BLOCK * BLOCK
-        inside = (..., slice(dy, dy + hb), slice(dx, dx + wb))
+        inside = _whole_blocks(x.shape, signature)
         first = None if start is None else self._first(x[inside], start[inside], signature.quality)
         change = self.correct_luma(luma_255(x[inside]), ijg_luma_table(signature.quality), first) / 255.0
         out = (x if start is None else start).clone()
         out[inside] = x[inside] + change
         return out
 
-    def forward(self, x: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        start: torch.Tensor | None = None,
+        signatures: Sequence[JPEGSignature | None] | None = None,
+    ) -> torch.Tensor:
         """``x`` (or ``start``, a first estimate of it) where no JPEG signature shows; dequantised where one
-        does (eval mode only)."""
+        does (eval mode only). ``signatures``: each image's :func:`detect_jpeg`, when the caller has them."""
         base = x if start is None else start
         if self.training or x.shape[1] != 3:
             return base
         out = []
         for i, image in enumerate(x.split(1)):
-            signature = detect_jpeg(image[0])
+            signature = detect_jpeg(image[0]) if signatures is None else signatures[i]
             first = None if start is None else start[i : i + 1]
             out.append(base[i : i + 1] if signature is None else self.correct(image, signature, first))
         return torch.cat(out)
