@@ -38,7 +38,7 @@ BASELINE_FOR = {
     "noise": ["bilateral", "nlm"],
     "blur": ["wiener"],
     "motion_blur": ["richardson_lucy_motion"],
-    "jpeg": ["deblock"],
+    "jpeg": ["deblock_dct", "deblock"],
     "haze": ["dcp"],
     "rain": ["derain_median"],
     "low_light": ["gamma"],

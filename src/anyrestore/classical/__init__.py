@@ -28,7 +28,7 @@ from .deblur import (
     wiener_motion,
 )
 from .haze import atmospheric_light, dark_channel, dehaze_dcp
-from .jpeg import blockiness, deblock_bilateral
+from .jpeg import blockiness, deblock_bilateral, deblock_dct, shifted_dct_luma
 from .light import choose_gamma, clahe, gamma_clahe, gamma_correct
 from .noise import bilateral_denoise, estimate_noise_sigma, nlm_denoise
 from .rain import derain_median, estimate_streak_angle
@@ -56,6 +56,9 @@ BASELINES: dict[str, Baseline] = {
         rl_motion, "motion_blur", "oracle: Richardson-Lucy with the true length/angle kernel"
     ),
     "deblock": Baseline(deblock_bilateral, "jpeg", "bilateral smoothing in YCbCr, strength from blockiness"),
+    "deblock_dct": Baseline(
+        deblock_dct, "jpeg", "shifted-DCT thresholding of the luma with the table read from the pixels"
+    ),
     "dcp": Baseline(dehaze_dcp, "haze", "dark channel prior (He et al. 2009) with guided-filter refinement"),
     "gamma": Baseline(gamma_correct, "low_light", "gamma correction to a mean luma of 0.45"),
     "clahe": Baseline(clahe, "low_light", "CLAHE on the L channel of Lab"),
@@ -96,6 +99,7 @@ __all__ = [
     "clahe",
     "dark_channel",
     "deblock_bilateral",
+    "deblock_dct",
     "dehaze_dcp",
     "derain_median",
     "estimate_noise_sigma",
@@ -108,6 +112,7 @@ __all__ = [
     "rl_gaussian",
     "rl_motion",
     "run_baseline",
+    "shifted_dct_luma",
     "wiener_deconvolve",
     "wiener_gaussian",
     "wiener_motion",

@@ -1,8 +1,13 @@
-"""JPEG artifact reduction: edge-preserving smoothing in YCbCr, its strength set by the blockiness.
+"""JPEG artifact reduction: edge-preserving smoothing in YCbCr, its strength set by the blockiness; and
+translation-invariant DCT thresholding of the luma with the file's own quantisation table.
 
-Two candidates were compared on astronaut, chelsea and coffee (128 px, quality 10-90): OpenCV's
+Two blind candidates were compared on astronaut, chelsea and coffee (128 px, quality 10-90): OpenCV's
 non-local means with small h (at best +0.1 dB at quality 10, a loss from quality 30 up) and a bilateral
-filter on Y, Cb and Cr (+0.2 to +0.6 dB up to quality 70). The bilateral filter is the baseline.
+filter on Y, Cb and Cr (+0.2 to +0.6 dB up to quality 70). The bilateral filter is the blind baseline.
+When the file's quantisation table can be read from its pixels (:mod:`.jpeg_format`), the shifted-DCT
+deblocker (translation-invariant DCT hard thresholding after Nosratinia's re-application of JPEG, with
+thresholds at a fraction of each step) does better: on training photos (384 x 512 crops, luma PSNR)
++1.15 dB at quality 20 against the bilateral filter's +0.68, +0.89 against +0.68 at quality 40.
 """
 
 from __future__ import annotations
@@ -12,10 +17,20 @@ import math
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ._common import LUMA, as_output, as_work, per_image_hwc
+from .jpeg_format import (
+    BLOCK,
+    dct_matrix,
+    detect_jpeg,
+    ijg_luma_table,
+    jpeg_grid,
+    luma_255,
+    project_luma_to_cells,
+    whole_blocks,
+)
 
-BLOCK = 8
 # Blockiness of clean photos (about 1.03-1.12), and the bilateral range sigma (luma, on [0, 1]) per unit
 # of blockiness above it, capped; both fitted to the best settings found at quality 10, 30, 50 and 70.
 CLEAN_BLOCKINESS = 1.08
@@ -25,6 +40,10 @@ MIN_STRENGTH = 0.01
 LUMA_SPACE = 1.0
 CHROMA_SPACE = 2.0
 CHROMA_RANGE_FACTOR = 2.0
+# The shifted-DCT deblocker zeroes AC coefficients below this many quantisation steps (0.5 to 0.75 were
+# within 0.05 dB of each other on training photos at quality 10-60; 1.0 smooths too much).
+DCT_THRESHOLD = 0.6
+DCT_STRIP_ROWS = 64  # output rows per strip (64 coefficients per pixel); 12.7 s for 12 megapixels on 2 cores
 
 
 def _luma_255(img: np.ndarray) -> np.ndarray:
@@ -108,3 +127,61 @@ def deblock_bilateral(x: torch.Tensor, *, quality: int | None = None) -> torch.T
         return img if s < MIN_STRENGTH else _bilateral_ycc(img, s)
 
     return as_output(per_image_hwc(x, run), x)
+
+
+def shifted_dct_luma(y: torch.Tensor, table: torch.Tensor, threshold: float = DCT_THRESHOLD) -> torch.Tensor:
+    """A decoded JPEG luma (N, 1, H, W) on 0..255 (grid at the corner, H and W multiples of 8, quantised
+    with ``table``: (8, 8) or (64,), or (N, 64) one per image) deblocked: on each of the 64 shifts of the
+    8x8 grid, the AC coefficients smaller than ``threshold`` steps are zeroed (on shifted grids block
+    borders and ringing are small coefficients); the reconstructions are averaged, each block weighted
+    by one over the coefficients it kept (sparser blocks are surer, as in BM3D's aggregation), and the
+    result is moved into the quantisation cells of the decoded coefficients, which only brings it nearer
+    the luma before JPEG. The weighting gained 0.05-0.13 dB over a plain mean on training photos at
+    quality 10-40."""
+    h, w = y.shape[-2:]
+    if h % BLOCK or w % BLOCK:
+        raise ValueError(f"shifted-DCT deblocking needs sides that are multiples of 8, got {(h, w)}")
+    basis = dct_matrix().to(y)
+    table = table.reshape(-1, BLOCK * BLOCK, 1, 1).to(y)
+    limit = threshold * table
+    limit[:, 0] = 0.0  # the block means stay
+    padded = F.pad(y - 128.0, (BLOCK, BLOCK, BLOCK, BLOCK), mode="reflect")
+    out = torch.empty_like(y)
+    # Every 8x8 block of the padded image (a stride-1 convolution with the DCT basis: the blocks of all
+    # 64 grid shifts at once), a strip of output rows at a time: 64 coefficients per pixel would take
+    # 256 bytes a pixel for the whole image.
+    for top in range(0, h, DCT_STRIP_ROWS):
+        rows = min(DCT_STRIP_ROWS, h - top)
+        window = padded[..., top + 1 : top + rows + 2 * BLOCK - 1, :]  # the blocks that touch the strip
+        coefficients = F.conv2d(window, basis.reshape(-1, 1, BLOCK, BLOCK))
+        kept = coefficients.abs() >= limit
+        weight = kept.sum(1, keepdim=True, dtype=y.dtype).reciprocal_()
+        coefficients.mul_(kept).mul_(weight)
+        n, _, bh, bw = coefficients.shape
+        blocks = basis.T @ coefficients.reshape(n, BLOCK * BLOCK, bh * bw)
+        total = F.fold(blocks, window.shape[-2:], BLOCK)  # each block added back where it came from
+        norm = F.avg_pool2d(F.pad(weight, (BLOCK - 1,) * 4), BLOCK, stride=1) * BLOCK**2
+        out[..., top : top + rows, :] = (total / norm)[..., BLOCK - 1 : BLOCK - 1 + rows, BLOCK : BLOCK + w]
+    estimate = out + 128.0
+    return estimate + project_luma_to_cells(estimate, y, table)
+
+
+def deblock_dct(x: torch.Tensor, *, quality: int | None = None) -> torch.Tensor:
+    """The luma deblocked by :func:`shifted_dct_luma` with the IJG table the file's pixels show (or that
+    of ``quality``, oracle), its change added to R, G and B alike; Cb and Cr are left as they are. Images
+    without a JPEG signature (and no ``quality``) come back unchanged, as do the edge rows and columns
+    outside whole blocks of the grid."""
+    work = as_work(x)
+    out = work.clone()
+    for i, image in enumerate(work):
+        if quality is None:
+            signature = detect_jpeg(image)
+            if signature is None:
+                continue
+            grid, table = (signature.dy, signature.dx), ijg_luma_table(signature.quality)
+        else:
+            grid, table = jpeg_grid(image), ijg_luma_table(int(quality))
+        inside = whole_blocks(image.shape, *grid)
+        y = luma_255(image[None][inside])
+        out[i][inside] += (shifted_dct_luma(y, table) - y)[0] / 255.0
+    return as_output(out, x)
