@@ -556,6 +556,9 @@ class CurveNAFNet(nn.Module):
     ) -> None:
         super().__init__()
         self.dequant = JPEGDequantizer(dequant_width, dequant_blocks) if dequant_width else None
+        # What the stages in front of the NAFNet gave when run apart (tiling_stages), kept for finish():
+        # the input, its dequantised image and JPEG signatures.
+        self._apart: tuple[torch.Tensor, torch.Tensor, list[JPEGSignature | None]] | None = None
         self.deblock = DeblockStage(deblock_qualities, deblock_size) if len(deblock_qualities) else None
         self.curve = CurveStage(img_channel, curve_width, curve_thumb, curve_grid)
         self.deblur = DeblurStage(deblur_sigmas, deblur_size) if len(deblur_sigmas) else None
@@ -597,14 +600,27 @@ class CurveNAFNet(nn.Module):
                 raise ValueError("this CurveNAFNet has no deblurring stage")
             x = _run_stages(self.dequant, self.deblock, self.curve, None, x)[-1]
             return self.deblur.weights(x), self.deblur.each_option(x)
-        # Each image's JPEG signature, read once for the dequantisation and the finish.
-        judged = self.dequant is not None and x.shape[1] == 3 and not (self.training or _exporting())
-        signatures = [detect_jpeg(image[0]) for image in x.split(1)] if judged else None
-        stages = _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x, signatures)
+        stages, signatures = self._front(x)
         out = self.restorer(stages[-1])
-        if judged:
+        if signatures is not None:
             out = self.finish(x, out, stages[int(self.deblock is not None)], signatures)
         return (out, stages) if return_stages else out
+
+    def _front(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[JPEGSignature | None] | None]:
+        """The outputs of the stages in front of the NAFNet, and each image's JPEG signature, read once
+        for the dequantisation and the finish (``None`` where no finish runs: no dequantisation stage,
+        training, export)."""
+        judged = self.dequant is not None and x.shape[1] == 3 and not (self.training or _exporting())
+        signatures = [detect_jpeg(image[0]) for image in x.split(1)] if judged else None
+        return _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x, signatures), signatures
+
+    def _front_apart(self, x: torch.Tensor) -> torch.Tensor:
+        """The stages in front of the NAFNet run apart from it (:meth:`tiling_stages`); their
+        dequantised image is kept for the :meth:`finish` on the same input."""
+        stages, signatures = self._front(x)
+        if signatures is not None:
+            self._apart = (x, stages[int(self.deblock is not None)], signatures)
+        return stages[-1]
 
     def finish(
         self,
@@ -619,9 +635,15 @@ class CurveNAFNet(nn.Module):
         dequantised photo's :func:`flat_noise` grows across ``JPEG_NOISE``, whichever keeps more;
         ``restored`` as it is for other images. ``forward`` applies it; the inference layer applies it
         after running the stages apart (tiling, self-ensemble), with ``dequantized`` computed again from
-        ``x``. ``signatures``: each image's :func:`detect_jpeg`, when the caller has them."""
+        ``x`` unless :meth:`tiling_stages` just ran on ``x`` and kept it. ``signatures``: each image's
+        :func:`detect_jpeg`, when the caller has them."""
         if self.dequant is None or self.training:
             return restored
+        if dequantized is None and self._apart is not None:
+            seen, kept, found = self._apart
+            self._apart = None
+            if seen.shape == x.shape and torch.equal(seen, x.to(seen)):  # the stages ran apart on x
+                dequantized, signatures = kept.to(restored), found
         out = []
         for i, image in enumerate(x.split(1)):
             signature = detect_jpeg(image[0]) if signatures is None else signatures[i]
@@ -699,9 +721,10 @@ class _GlobalStages(nn.Module):
             model.curve,
             model.deblur,
         )
+        self._run = model._front_apart  # a bound method: the model is not registered as a submodule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _run_stages(self.dequant, self.deblock, self.curve, self.deblur, x)[-1]
+        return self._run(x)
 
 
 def infer_curve_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:

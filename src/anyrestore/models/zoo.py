@@ -37,8 +37,8 @@ register_embedded(
         "default.safetensors",
         "compact all-in-one CurveNAFNet (2.94M parameters: JPEG deblocking and dequantisation, tone "
         "curves from a thumbnail, blind deblurring, then a NAFNet; run with the flips self-ensemble) "
-        "trained on CPU: noise, Gaussian blur, haze, rain, low light and mixtures, JPEG in part; not "
-        "motion blur (docs/default-model.md)",
+        "trained on CPU: noise, Gaussian blur, JPEG, haze, rain, low light and mixtures; not motion "
+        "blur (docs/default-model.md)",
     )
 )
 
