@@ -21,6 +21,7 @@ from anyrestore.train import (
     ModelEMA,
     ObjectiveError,
     Precision,
+    StepContext,
     WeightedLoss,
     list_checkpoints,
     load_latest_checkpoint,
@@ -224,16 +225,33 @@ def test_unknown_method_and_options() -> None:
         build_objective("restore", {"ratio": 0.3})
 
 
+def _l1_context() -> StepContext:
+    """A one-process CPU step context whose loss is plain L1 (all the objectives here need of it)."""
+    return StepContext(
+        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
+    )
+
+
+def _train_steps(
+    objective, model: nn.Module, batch: dict, ctx: StepContext, steps: int, lr: float
+) -> dict[str, torch.Tensor]:
+    """``steps`` Adam steps of the objective's loss on one batch, the trainable parameters only; the
+    last step's logged parts."""
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        loss, parts = objective.loss(model, batch, ctx)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return parts
+
+
 def test_staged_objective_supervises_the_curve_stage(tiny_curve_nafnet) -> None:
     """method 'stages': loss(output) + stage_weight * loss(stage), and the stage itself gets gradients."""
-    from anyrestore.train import StepContext
-
     model = tiny_curve_nafnet()
     objective = build_objective("stages", {"stage_weight": 0.25})
     assert objective.prepare_model(model) is model
-    ctx = StepContext(
-        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
-    )
+    ctx = _l1_context()
     gt = torch.rand(2, 3, 16, 16)
     lq = (gt * 0.5 + 0.4).clamp(0, 1)
     loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
@@ -254,7 +272,6 @@ def test_staged_objective_supervises_the_curve_stage(tiny_curve_nafnet) -> None:
 def test_staged_objective_trains_only_the_named_parts(tiny_curve_nafnet) -> None:
     """``train`` freezes all but the named prefixes; ``final_weight: 0`` leaves only the stages' losses."""
     from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS
-    from anyrestore.train import StepContext
 
     model = tiny_curve_nafnet(deblur_sigmas=DEBLUR_SIGMAS)
     objective = build_objective(
@@ -268,9 +285,7 @@ def test_staged_objective_trains_only_the_named_parts(tiny_curve_nafnet) -> None
         "deblur.head.2.weight",
         "deblur.head.2.bias",
     }
-    ctx = StepContext(
-        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
-    )
+    ctx = _l1_context()
     gt = torch.rand(2, 3, 32, 32)
     lq = (gt * 0.5 + 0.4).clamp(0, 1)
     loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
@@ -295,7 +310,6 @@ def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo, tiny_curv
     blurred and a noisy crop teach the estimator to sharpen the first and leave the second alone."""
     from anyrestore.degrade import gaussian_blur
     from anyrestore.models.curve_nafnet import DEBLUR_SIGMAS
-    from anyrestore.train import StepContext
 
     model = tiny_curve_nafnet(deblur_sigmas=DEBLUR_SIGMAS)
     objective = build_objective("deblur_choice", {})
@@ -309,15 +323,8 @@ def test_deblur_choice_teaches_the_estimator_which_kernel_helps(photo, tiny_curv
     with torch.no_grad():
         errors = (model(lq, deblur_options=True)[1] - gt[:, None]).pow(2).flatten(2).mean(2)
     assert errors[0].argmin() > 0 and errors[1].argmin() == 0  # some kernel helps the blur, none the noise
-    ctx = StepContext(
-        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
-    )
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(60):
-        loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    ctx = _l1_context()
+    parts = _train_steps(objective, model, {"lq": lq, "gt": gt}, ctx, steps=60, lr=1e-2)
     assert parts["acc"] == 1.0
     with torch.no_grad():
         weights = model.deblur.weights(model.curve(lq))
@@ -342,7 +349,6 @@ def test_deblock_choice_targets_the_image_before_jpeg(photo, tiny_curve_nafnet) 
     smoothing entry would bring the noisy one nearer the clean photo."""
     from anyrestore.degrade import jpeg_compress
     from anyrestore.models.curve_nafnet import LUMA, fit_deblock_filters
-    from anyrestore.train import StepContext
 
     model = tiny_curve_nafnet(deblock_qualities=(20, 50), deblock_size=5)
     objective = build_objective("deblock_choice", {})
@@ -368,15 +374,8 @@ def test_deblock_choice_targets_the_image_before_jpeg(photo, tiny_curve_nafnet) 
     assert to_clean[0].argmin() == 1 and to_clean[1].argmin() == 2  # against the clean photo: blur the noise
     assert to_before[0].argmin() == 1 and to_before[1].argmin() == 0  # against before: leave it alone
     batch = {"lq": lq, "gt": gt, "before": before}
-    ctx = StepContext(
-        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
-    )
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(60):
-        loss, parts = objective.loss(model, batch, ctx)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    ctx = _l1_context()
+    parts = _train_steps(objective, model, batch, ctx, steps=60, lr=1e-2)
     assert parts["acc"] == 1.0
     with torch.no_grad():
         weights = model.deblock.weights(lq)
@@ -391,7 +390,6 @@ def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, ti
     on one JPEG crop bring it nearer the photo; only the dequantisation stage learns."""
     from anyrestore.degrade import jpeg_compress
     from anyrestore.models.jpeg_dequant import luma_255
-    from anyrestore.train import StepContext
 
     model = tiny_curve_nafnet(dequant_width=16, dequant_blocks=1)
     objective = build_objective("dequant", {})
@@ -399,18 +397,11 @@ def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, ti
     assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"dequant"}
     gt = photo[:, :, :64, :64].repeat(2, 1, 1, 1)
     lq = torch.cat([jpeg_compress(gt[:1], quality=20), gt[1:]])  # the second crop was never compressed
-    ctx = StepContext(
-        1, torch.device("cpu"), WeightedLoss.from_terms([LossTerm("l1")]), GeneratorBank(0, 0, "cpu")
-    )
+    ctx = _l1_context()
     loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
     assert parts["found"] == 0.5 and abs(float(parts["gain"])) < 1e-4  # fresh: the identity
     torch.testing.assert_close(loss, (luma_255(lq[:1]) - luma_255(gt[:1])).pow(2).mean() / 255.0**2)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    for _ in range(40):
-        loss, parts = objective.loss(model, {"lq": lq, "gt": gt}, ctx)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    parts = _train_steps(objective, model, {"lq": lq, "gt": gt}, ctx, steps=40, lr=2e-3)
     assert parts["gain"] > 0.3
     with torch.no_grad():
         assert psnr(model(lq[:1], jpeg_qualities=[20]), gt[:1]) > psnr(lq[:1], gt[:1]) + 0.3

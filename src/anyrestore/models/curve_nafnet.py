@@ -45,6 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# LUMA: BT.601, as JPEG's YCbCr: a change of luma alone leaves Cb and Cr as they are.
+from anyrestore.classical._common import LUMA
+from anyrestore.classical.jpeg_format import BLOCK as JPEG_BLOCK
 from anyrestore.models.detection import count_blocks, shapes_match
 from anyrestore.models.jpeg_dequant import JPEGDequantizer, JPEGSignature, detect_jpeg, luma_255
 from anyrestore.models.nafnet import NAFNet, infer_nafnet_config
@@ -53,7 +56,6 @@ from anyrestore.models.registry import Architecture, StateDict, register_archite
 CURVE_EPS = 1e-3
 DEBLUR_SIGMAS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 DEBLOCK_QUALITIES = (10, 20, 30, 50, 75)
-JPEG_BLOCK = 8
 # A photo cropped after JPEG decoding has its block grid off the corner. Its block borders are where the
 # luma steps are largest: the deblocking stage moves the grid back when one of the 8 phases stands out by
 # this factor over the median of the others (held-out photos: 1.05 to 2.5 after JPEG at quality 20 to
@@ -61,7 +63,6 @@ JPEG_BLOCK = 8
 # Smaller images (fewer than 16 blocks a side) give too few steps per phase to tell: never shifted.
 GRID_CONFIDENCE = 1.15
 GRID_MIN_SIZE = 128
-LUMA = (0.299, 0.587, 0.114)  # BT.601, as JPEG's YCbCr: a change of luma alone leaves Cb and Cr as they are
 # Large images go through the stages in front of the NAFNet a strip of STRIP_ROWS rows at a time (the
 # estimators' features, the full-resolution curves, the deblurring convolution), so their memory does
 # not grow with the photo; the result is that of one pass. The estimators' strips overlap by
@@ -640,10 +641,10 @@ class CurveNAFNet(nn.Module):
         if self.dequant is None or self.training:
             return restored
         if dequantized is None and self._apart is not None:
-            seen, kept, found = self._apart
+            seen, stored, found = self._apart
             self._apart = None
             if seen.shape == x.shape and torch.equal(seen, x.to(seen)):  # the stages ran apart on x
-                dequantized, signatures = kept.to(restored), found
+                dequantized, signatures = stored.to(restored), found
         out = []
         for i, image in enumerate(x.split(1)):
             signature = detect_jpeg(image[0]) if signatures is None else signatures[i]
