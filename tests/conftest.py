@@ -51,3 +51,30 @@ def tiny_curve_nafnet():
         return CurveNAFNet(**{**config, **overrides})
 
     return build
+
+
+@pytest.fixture
+def seeded_weights():
+    """``fill(model, std)``: every trainable parameter drawn from N(0, std^2), in sorted-name order, from
+    one generator seeded 0, so the same network comes out whatever the module order. The golden-output
+    tests load these weights strictly into the official implementations to produce their numbers."""
+
+    def fill(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+        g = torch.Generator().manual_seed(0)
+        params = {k: p for k, p in model.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for key in sorted(params):
+                params[key].copy_(torch.randn(params[key].shape, generator=g) * std)
+        return model.eval()
+
+    return fill
+
+
+@pytest.fixture
+def golden_input():
+    """``make(*shape)``: the golden-output tests' input, uniform [0, 1) from a generator seeded 1."""
+
+    def make(*shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+
+    return make

@@ -164,3 +164,42 @@ def test_registry_descriptor_facts() -> None:
     assert arch.scale({"scales": (), "noise_levels": (50,)}) == 1
     assert arch.size_multiple({"scales": (4,)}) == 24
     assert arch.size_multiple({"scales": (), "noise_levels": (50,)}) == 96
+
+
+@pytest.mark.parametrize(
+    ("task", "size", "total", "abs_total", "first", "last"),
+    [
+        (
+            "sr_x2",
+            24,
+            3075.448974609375,
+            3090.680908203125,
+            [0.69382244348526, 0.4300326108932495, 0.03524354100227356],
+            [0.2538966238498688, 0.45213061571121216, 0.17511466145515442],
+        ),
+        (
+            "dn_g15",
+            96,
+            16245.5556640625,
+            16247.162109375,
+            [0.7911338806152344, 0.8590147495269775, 0.2469499558210373],
+            [0.3042559325695038, 0.7896285653114319, 0.9027143120765686],
+        ),
+    ],
+)
+def test_matches_official_implementation_outputs(
+    seeded_weights, golden_input, task, size, total, abs_total, first, last
+) -> None:
+    """Golden outputs of the official ``Network`` (``utils/modules/edt.py`` of fenglinglwb/EDT at commit
+    f4b3b77b97ed8c85ef13f218884742374ada1e31; config as the release's with NUM_FEAT 4, EMBED_DIM 24,
+    DEPTHS [2], IMAGE_SIZE 24, SCALES [2], NOISE_LEVELS [15]), run once with these weights loaded
+    strictly; the official forward takes one input per task and returns one output each."""
+    model = seeded_weights(EDT(scales=(2,), noise_levels=(15,), **TINY))
+    with torch.no_grad():
+        y = model(golden_input(1, 3, size, size), task=task)
+    scale = 2 if task == "sr_x2" else 1
+    assert y.shape == (1, 3, size * scale, size * scale)
+    assert y.sum().item() == pytest.approx(total, rel=1e-5)
+    assert y.abs().sum().item() == pytest.approx(abs_total, rel=1e-5)
+    assert y[0, :, 0, 0].tolist() == pytest.approx(first, abs=1e-5)
+    assert y[0, :, -1, -1].tolist() == pytest.approx(last, abs=1e-5)

@@ -135,3 +135,41 @@ def test_registry_descriptor_facts() -> None:
     assert arch.scale({"task": 2}) == 4
     assert arch.scale({"scales": (1,)}) == 1
     assert arch.size_multiple({}) == 1
+
+
+@pytest.mark.parametrize(
+    ("task", "total", "abs_total", "first", "last"),
+    [
+        (
+            0,
+            751.5888671875,
+            980.5813598632812,
+            [0.04567757248878479, 0.48526957631111145, 0.16304218769073486],
+            [0.32374411821365356, 0.4150215685367584, 0.6783584952354431],
+        ),
+        (
+            1,
+            126.78926849365234,
+            376.0495300292969,
+            [0.6172149777412415, 0.378757119178772, 0.5234858989715576],
+            [0.8739186525344849, 1.217861533164978, 0.00931085366755724],
+        ),
+    ],
+)
+def test_matches_official_implementation_outputs(
+    seeded_weights, golden_input, task, total, abs_total, first, last
+) -> None:
+    """Golden outputs of the official ``ipt`` (``model/ipt.py`` of huawei-noah/Pretrained-IPT at commit
+    675540ed09169709e3603e9872fd13d238cbbe27; options n_feats 8, scale [2, 1], patch_size 12, num_layers 2,
+    num_queries 2, the rest as released), run once with these weights loaded strictly on one 12x12 patch,
+    after ``set_scale(task)``, on the input times 255, divided by 255. The official model does not tile; its
+    trainer does, so only the patch forward is compared. The fixed mean shifts keep their values."""
+    model = seeded_weights(IPT(**TINY))
+    with torch.no_grad():
+        y = model(golden_input(1, 3, 12, 12), task=task)
+    scale = 2 if task == 0 else 1
+    assert y.shape == (1, 3, 12 * scale, 12 * scale)
+    assert y.sum().item() == pytest.approx(total, rel=1e-5)
+    assert y.abs().sum().item() == pytest.approx(abs_total, rel=1e-5)
+    assert y[0, :, 0, 0].tolist() == pytest.approx(first, abs=1e-5)
+    assert y[0, :, -1, -1].tolist() == pytest.approx(last, abs=1e-5)

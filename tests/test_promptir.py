@@ -190,3 +190,22 @@ def test_ram_mask_uses_zero_token() -> None:
         assert torch.equal(masked, ram(x * (1 - mask[:, None])))
         assert torch.equal(ram(x, mask=mask[:, None]), masked)
         assert torch.equal(ram(x, mask=torch.zeros(2, 16, 16)), ram(x))
+
+
+def test_matches_official_implementation_outputs(seeded_weights, golden_input) -> None:
+    """Golden output of the official ``PromptIR(decoder=True)`` from ``net/model.py`` of va1shn9v/PromptIR
+    at commit 106159ab809101f2e25b6714195cd6fa9a938d36, run once with these weights loaded strictly
+    (its prompt widths are hard-coded, hence the released ``dim=48``; depth cut to one block a level)."""
+    cfg = dict(dim=48, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
+    model = seeded_weights(PromptIR(**cfg), std=0.02)
+    with torch.no_grad():
+        y = model(golden_input(1, 3, 32, 24))
+    assert y.shape == (1, 3, 32, 24)
+    assert y.sum().item() == pytest.approx(1143.16259765625, rel=1e-5)
+    assert y.abs().sum().item() == pytest.approx(1143.813232421875, rel=1e-5)
+    assert y[0, :, 0, 0].tolist() == pytest.approx(
+        [0.748502790927887, 0.41761288046836853, 0.42385581135749817], abs=1e-5
+    )
+    assert y[0, :, -1, -1].tolist() == pytest.approx(
+        [0.6391551494598389, 0.6628344655036926, 0.008757544681429863], abs=1e-5
+    )

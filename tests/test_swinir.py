@@ -273,3 +273,41 @@ def test_registry_entries() -> None:
     jpeg = infer_swinir_config(_meta(SwinIR, **GRAY_JPEG).state_dict())
     assert swinir.size_multiple(jpeg) == 7 and swinir.scale(jpeg) == 1
     assert swinir.scale(infer_swinir_config(_meta(SwinIR, **CLASSICAL_SR["x4"]).state_dict())) == 4
+
+
+@pytest.mark.parametrize(
+    ("extra", "shape", "total", "abs_total", "first", "last"),
+    [
+        (
+            dict(upscale=2, upsampler="pixelshuffle"),
+            (1, 3, 26, 34),
+            745.173583984375,
+            3741.173828125,
+            [0.8460928201675415, 0.6862574815750122, 0.35538041591644287],
+            [4.047128200531006, -1.8294939994812012, -3.2589967250823975],
+        ),
+        (
+            dict(upscale=1, upsampler="", resi_connection="3conv"),
+            (1, 3, 13, 17),
+            346.7821960449219,
+            351.8075866699219,
+            [0.6931656002998352, 0.9444957971572876, 0.015292972326278687],
+            [0.13862758874893188, 0.9370412230491638, 0.5146145224571228],
+        ),
+    ],
+    ids=["sr_x2", "dn_3conv"],
+)
+def test_matches_official_implementation_outputs(
+    seeded_weights, golden_input, extra, shape, total, abs_total, first, last
+) -> None:
+    """Golden outputs of the official ``SwinIR`` (``models/network_swinir.py`` of JingyunLiang/SwinIR at
+    commit 6545850fbf8df298df73d81f3e8cba638787c8bd), run once with these weights loaded strictly. The
+    13x17 input is not a window multiple: both pad it by reflection and crop."""
+    model = seeded_weights(SwinIR(**TINY, mlp_ratio=2.0, **extra))
+    with torch.no_grad():
+        y = model(golden_input(1, 3, 13, 17))
+    assert y.shape == shape
+    assert y.sum().item() == pytest.approx(total, rel=1e-5)
+    assert y.abs().sum().item() == pytest.approx(abs_total, rel=1e-5)
+    assert y[0, :, 0, 0].tolist() == pytest.approx(first, abs=1e-5)
+    assert y[0, :, -1, -1].tolist() == pytest.approx(last, abs=1e-5)
