@@ -153,7 +153,7 @@ def test_strict_load_lists_missing_unexpected_and_mismatched_keys() -> None:
         load_strict(model, sd, "x.pth")
     text = str(info.value)
     assert "missing keys: ending.bias" in text and "unexpected keys: extra.weight" in text
-    assert "shape mismatch: intro.weight" in text and "\n" not in text
+    assert "shape mismatch: intro.weight (file 1x1x1x1, model 8x3x3x3)" in text and "\n" not in text
 
 
 def test_unwrap_reports_what_it_found() -> None:
@@ -162,3 +162,40 @@ def test_unwrap_reports_what_it_found() -> None:
     assert unwrap_state_dict({"state_dict": sd, "epoch": 3})[1] == "state_dict"
     with pytest.raises(ValueError, match="no tensors found"):
         unwrap_state_dict({"epoch": 3})
+
+
+def test_one_wrong_shape_lists_the_key_and_both_shapes(tmp_path: Path) -> None:
+    sd = dict(_tiny("nafnet").state_dict())
+    sd["middle_blks.0.conv3.bias"] = torch.zeros(5)  # the model has 32
+    torch.save({"params": sd}, tmp_path / "bent.pth")
+    for kwargs in ({}, {"architecture": "nafnet"}):
+        with pytest.raises(CheckpointError) as info:
+            load_model(tmp_path / "bent.pth", **kwargs)
+        text = str(info.value)
+        assert text.startswith(f"{tmp_path / 'bent.pth'}: the keys are those of a nafnet model"), text
+        assert "1 tensor(s) have other shapes: middle_blks.0.conv3.bias (file 5, model 32)" in text
+        assert "unrecognised" not in text and "\n" not in text
+
+
+def test_nan_or_inf_weights_are_refused_naming_the_file(tmp_path: Path) -> None:
+    sd = dict(_tiny("nafnet").state_dict())
+    sd["ending.bias"] = torch.full_like(sd["ending.bias"], float("nan"))
+    sd["intro.weight"] = sd["intro.weight"].clone()
+    sd["intro.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(sd, tmp_path / "nan.pth")
+    with pytest.raises(CheckpointError) as info:
+        load_model(tmp_path / "nan.pth")
+    text = str(info.value)
+    assert text.startswith(f"{tmp_path / 'nan.pth'}: 2 tensor(s) hold NaN or Inf values")
+    assert "intro.weight" in text and "ending.bias" in text
+
+
+def test_unreadable_pickle_error_never_advises_weights_only_false(tmp_path: Path) -> None:
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "slice.pth").write_bytes(pickle.dumps(slice(1, 2)))
+    for name in ("junk.pth", "slice.pth"):
+        with pytest.raises(CheckpointError) as info:
+            load_model(tmp_path / name)
+        text = str(info.value)
+        assert "not a readable PyTorch checkpoint" in text and "\n" not in text
+        assert "weights_only" not in text and "trusted source" not in text, text

@@ -24,6 +24,7 @@ from torch import nn
 
 from anyrestore.errors import AnyRestoreError
 from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.detection import ShapeMismatch, describe_mismatches, recording_near_misses
 from anyrestore.models.registry import ARCHITECTURES, get_architecture
 
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "net", "model_state_dict")
@@ -64,13 +65,20 @@ class _Inert:
         return _Inert(*args, **kwargs)
 
 
+# Lines of torch.load's errors that advise, rather than say what is wrong: the hint to retry with
+# weights_only=False (which would run whatever code the file holds) above all.
+_ADVICE = ("weights only load failed", "weights_only", "please file an issue", "check the documentation")
+
+
 def _reason(exc: BaseException) -> str:
-    """One line out of torch.load's multi-paragraph errors: the line naming the refused global, if any."""
+    """One line out of torch.load's multi-paragraph errors: the line naming the refused global, else the
+    first that states the problem; never torch's advice to load without ``weights_only``."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
         if "GLOBAL" in line:
             return line
-    return lines[0] if lines else type(exc).__name__
+    facts = [line for line in lines if not any(a in line.lower() for a in _ADVICE)]
+    return facts[0] if facts else "not a pickle of tensors"
 
 
 def _torch_load_weights_only(path: Path) -> Any:
@@ -173,46 +181,74 @@ def _candidates(state: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]
     return out
 
 
+def _wrong_shapes(name: str, near: list[list[ShapeMismatch]]) -> ValueError:
+    """The error for a state_dict with a model's keys but some other shapes: the closest config's list."""
+    closest = min(near, key=len)
+    return ValueError(
+        f"the keys are those of a {name} model, but {len(closest)} tensor(s) have other shapes: "
+        + describe_mismatches(closest)
+    )
+
+
 def detect_architecture(
     state: Mapping[str, torch.Tensor],
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
-    """Recognise the architecture of a state_dict; returns (name, constructor kwargs, cleaned state_dict)."""
+    """Recognise the architecture of a state_dict; returns (name, constructor kwargs, cleaned state_dict).
+
+    A state_dict with exactly some architecture's keys but a tensor of another shape is reported as such,
+    with the mismatched keys and their shapes, not as unrecognised.
+    """
+    near: dict[str, list[list[ShapeMismatch]]] = {}
     for candidate in _candidates(dict(state)):
         matches = []
         for name, arch in ARCHITECTURES.items():
-            config = arch.infer_config(candidate)
+            with recording_near_misses() as misses:
+                config = arch.infer_config(candidate)
             if config is not None:
                 matches.append((name, config))
+            elif misses:
+                near.setdefault(name, []).extend(misses)
         if len(matches) == 1:
             return matches[0][0], matches[0][1], candidate
         if len(matches) > 1:
             names = ", ".join(m[0] for m in matches)
             raise ValueError(f"keys match several architectures ({names}); pass architecture= to choose")
+    if near:
+        name = min(near, key=lambda n: min(len(m) for m in near[n]))
+        raise _wrong_shapes(name, near[name])
     first = ", ".join(list(state)[:4])
     known = ", ".join(sorted(ARCHITECTURES))
     raise ValueError(f"unrecognised architecture ({len(state)} tensors, first keys: {first}; known: {known})")
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict(strict=True)`` whose error lists the missing and unexpected keys on one line."""
+    """``load_state_dict(strict=True)`` whose error lists the missing, unexpected and wrong-shaped keys
+    (with both shapes) on one line; weights holding NaN or Inf are refused, naming the tensors."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    shapes = [
+        (k, tuple(state[k].shape), tuple(own[k].shape))
+        for k in own
+        if k in state and tuple(own[k].shape) != tuple(state[k].shape)
+    ]
     if missing or unexpected or shapes:
-
-        def show(keys: list[str]) -> str:
-            return ", ".join(keys[:6]) + (f" (+{len(keys) - 6} more)" if len(keys) > 6 else "")
-
         parts = []
         if missing:
-            parts.append(f"missing keys: {show(missing)}")
+            parts.append(f"missing keys: {_show(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {show(unexpected)}")
+            parts.append(f"unexpected keys: {_show(unexpected)}")
         if shapes:
-            parts.append(f"shape mismatch: {show(shapes)}")
+            parts.append(f"shape mismatch: {describe_mismatches(shapes)}")
         raise CheckpointError(f"{where}: weights do not fit the model; " + "; ".join(parts))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{where}: {len(bad)} tensor(s) hold NaN or Inf values: {_show(bad)}")
     module.load_state_dict(state, strict=True)
+
+
+def _show(keys: list[str], limit: int = 6) -> str:
+    return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
 def load_model(
@@ -238,12 +274,15 @@ def load_model(
                 name, config, state = detect_architecture(state)
             else:
                 arch = get_architecture(architecture)
-                for candidate in _candidates(state):
-                    config = arch.infer_config(candidate)
-                    if config is not None:
-                        name, state = architecture, candidate
-                        break
-                else:
+                with recording_near_misses() as near:
+                    for candidate in _candidates(state):
+                        config = arch.infer_config(candidate)
+                        if config is not None:
+                            name, state = architecture, candidate
+                            break
+                if config is None:
+                    if near:
+                        raise _wrong_shapes(architecture, near)
                     raise ValueError(f"keys are not those of a {architecture} model")
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: {exc}") from None

@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 from torch import nn
 
 from anyrestore.models.registry import StateDict
+
+# (key, shape in the file, shape the model expects)
+ShapeMismatch = tuple[str, tuple[int, ...], tuple[int, ...]]
+
+# While recording: the shape mismatches of every config whose keys matched a state_dict exactly.
+_NEAR_MISSES: ContextVar[list[list[ShapeMismatch]] | None] = ContextVar("near_misses", default=None)
+
+
+@contextlib.contextmanager
+def recording_near_misses() -> Iterator[list[list[ShapeMismatch]]]:
+    """Collect, for each :func:`shapes_match` call inside, whose keys all matched but not every shape,
+    the list of mismatched tensors: what a "wrong shape" error reports instead of "unrecognised"."""
+    found: list[list[ShapeMismatch]] = []
+    token = _NEAR_MISSES.set(found)
+    try:
+        yield found
+    finally:
+        _NEAR_MISSES.reset(token)
+
+
+def describe_mismatches(mismatches: Sequence[ShapeMismatch], limit: int = 6) -> str:
+    """``key (file AxB, model CxD), ...`` on one line, the first ``limit`` of them."""
+
+    def dims(shape: tuple[int, ...]) -> str:
+        return "x".join(map(str, shape)) or "scalar"
+
+    shown = [f"{k} (file {dims(a)}, model {dims(b)})" for k, a, b in mismatches[:limit]]
+    more = f" (+{len(mismatches) - limit} more)" if len(mismatches) > limit else ""
+    return ", ".join(shown) + more
 
 
 def shapes_match(
@@ -35,7 +66,15 @@ def shapes_match(
         return False
     if any(k not in state_dict and not k.endswith(optional_suffixes) for k in expected):
         return False
-    return all(tuple(state_dict[k].shape) == tuple(v.shape) for k, v in expected.items() if k in state_dict)
+    mismatches = [
+        (k, tuple(state_dict[k].shape), tuple(v.shape))
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    recorder = _NEAR_MISSES.get()
+    if mismatches and recorder is not None:
+        recorder.append(mismatches)
+    return not mismatches
 
 
 def count_blocks(state_dict: StateDict, prefix: str) -> int:
