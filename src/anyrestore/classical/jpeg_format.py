@@ -32,6 +32,14 @@ IJG_LUMA = (
     (49, 64, 78, 87, 103, 121, 120, 101),
     (72, 92, 95, 98, 112, 100, 103, 99),
 )
+# The IJG chrominance table at quality 50 (ITU-T T.81, Annex K), scaled like the luma one.
+IJG_CHROMA = (
+    (17, 18, 24, 47, 99, 99, 99, 99),
+    (18, 21, 26, 66, 99, 99, 99, 99),
+    (24, 26, 56, 99, 99, 99, 99, 99),
+    (47, 66, 99, 99, 99, 99, 99, 99),
+    *((99,) * 8,) * 4,
+)
 # Detection. Qualities above MAX_QUALITY leave little to restore (and their small steps are hard to tell
 # from the rounding of the decoded pixels); a decoded coefficient counts as on its step's lattice within
 # LATTICE_TOLERANCE (the RGB rounding and clipping of the decoder move luma coefficients by about 1).
@@ -46,10 +54,19 @@ SAMPLE_BLOCKS = 4096  # blocks read by the detector (an even spread over the ima
 
 def ijg_luma_table(quality: int) -> torch.Tensor:
     """The (8, 8) luma quantisation table libjpeg (and so Pillow and OpenCV) writes at ``quality``."""
+    return _ijg_table(IJG_LUMA, quality)
+
+
+def ijg_chroma_table(quality: int) -> torch.Tensor:
+    """The (8, 8) chroma quantisation table libjpeg writes at ``quality``."""
+    return _ijg_table(IJG_CHROMA, quality)
+
+
+def _ijg_table(base_table: tuple, quality: int) -> torch.Tensor:
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must lie in 1..100, got {quality}")
     scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    base = torch.tensor(IJG_LUMA, dtype=torch.float64)
+    base = torch.tensor(base_table, dtype=torch.float64)
     return ((base * scale + 50) // 100).clamp(1, 255).float()
 
 

@@ -54,6 +54,9 @@ class ImageData:
     format: str = "PNG"
     icc_profile: bytes | None = None
     path: Path | None = None
+    # A JPEG file's (luma, chroma) quantisation tables, (8, 8) each in natural order, as the pixels are
+    # oriented; None for other formats. Models that take side information read them (models/side.py).
+    jpeg_tables: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -195,6 +198,7 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
         orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
     except Exception:  # malformed EXIF must not make a readable image unreadable
         orientation = 1
+    tables = _jpeg_tables(im, orientation)
     try:
         if _is_sixteen_bit_colour(im, data[:32]):
             array, depth, gray = _read_sixteen_bit_colour(path, data, orientation), 16, False
@@ -215,7 +219,19 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) ->
     if gray:
         pixels = pixels.expand(3, -1, -1).contiguous()
     alpha = planes[colour_planes] if planes.shape[0] > colour_planes else None
-    return ImageData(pixels, alpha, depth, gray, fmt, icc, path)
+    return ImageData(pixels, alpha, depth, gray, fmt, icc, path, tables)
+
+
+def _jpeg_tables(im: Image.Image, orientation: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The (luma, chroma) quantisation tables of a JPEG, transposed when EXIF turns the image by 90°."""
+    quantization = getattr(im, "quantization", None) if im.format == "JPEG" else None
+    if not quantization or 0 not in quantization:
+        return None
+    luma = torch.tensor(list(quantization[0]), dtype=torch.float32).reshape(8, 8)
+    chroma = torch.tensor(list(quantization.get(1, quantization[0])), dtype=torch.float32).reshape(8, 8)
+    if orientation in (5, 6, 7, 8):  # these orientations transpose the pixels, and so the DCT indices
+        luma, chroma = luma.T.contiguous(), chroma.T.contiguous()
+    return luma, chroma
 
 
 def read_tensor(path: str | os.PathLike[str]) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Restoration backbones, one file each, registered in :mod:`anyrestore.models.registry`."""
 
 from anyrestore.models import (  # noqa: F401  (registrations)
+    context_nafnet,
     curve_nafnet,
     edt,
     ipt,

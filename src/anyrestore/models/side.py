@@ -1,0 +1,48 @@
+"""Side information for models that take it: what a JPEG file still tells about its compression.
+
+A model such as :class:`~anyrestore.models.context_nafnet.ContextNAFNet` takes ``side``, an (N, SIDE_DIM)
+tensor: the base-2 logarithms of the 64 luma and 64 chroma quantisation steps divided by 8 (so 0..1), and a
+last entry that is 1 when tables are known. All zeros means "no JPEG tables": a PNG, a raw photo, or a
+decoded JPEG whose tables cannot be read back from its pixels.
+
+The tables come from the file (``ImageData.jpeg_tables``, read by :mod:`anyrestore.io` with Pillow) or,
+for pixels without a file (a PNG of a decoded JPEG, a training crop), from
+:func:`anyrestore.classical.jpeg_format.detect_jpeg`, which finds the IJG quality whose luma table the
+block DCT coefficients lie on. Training and inference encode both the same way.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from anyrestore.classical.jpeg_format import detect_jpeg, ijg_chroma_table, ijg_luma_table
+
+SIDE_DIM = 129
+
+
+def encode_side(tables: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """The (SIDE_DIM,) side vector of (luma, chroma) quantisation tables, or of none."""
+    if tables is None:
+        return torch.zeros(SIDE_DIM)
+    luma, chroma = (torch.as_tensor(t, dtype=torch.float32).reshape(64).clamp(1, 255) for t in tables)
+    return torch.cat([luma.log2() / 8, chroma.log2() / 8, torch.ones(1)])
+
+
+def tables_from_pixels(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The IJG tables of a decoded JPEG from its (3, H, W) pixels in [0, 1], or ``None`` when none shows."""
+    found = detect_jpeg(image)
+    if found is None:
+        return None
+    return ijg_luma_table(found.quality), ijg_chroma_table(found.quality)
+
+
+def side_from_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(N, SIDE_DIM) side vectors of a batch (N, 3, H, W) in [0, 1], read from the pixels alone."""
+    return torch.stack([encode_side(tables_from_pixels(image)) for image in images]).to(images.device)
+
+
+def side_for(pixels: torch.Tensor, jpeg_tables: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """(1, SIDE_DIM) side vector of one image: the file's tables when it has them, else its pixels'."""
+    if jpeg_tables is not None:
+        return encode_side(jpeg_tables)[None]
+    return side_from_pixels(pixels[None] if pixels.dim() == 3 else pixels[:1])
