@@ -159,8 +159,35 @@ def test_evaluate_cli_reports_bad_pairs(tmp_path: Path, photo_uint8: np.ndarray,
     err = capsys.readouterr().err.strip()
     assert "no prediction for 1 ground-truth image(s): two" in err and "\n" not in err
 
-    Image.fromarray(photo_uint8[:50]).save(pred / "two.png")
-    with pytest.raises(
-        PairingError, match=r"two\.png: size 96x50 differs from ground truth two\.png \(96x96\)"
-    ):
+
+def test_evaluate_scores_every_valid_pair_and_reports_the_bad_ones(
+    tmp_path: Path, photo_uint8: np.ndarray, capsys
+) -> None:
+    pred, gt = _write_set(tmp_path, photo_uint8)
+    for name in ("three", "four"):
+        Image.fromarray(photo_uint8).save(gt / f"{name}.png")
+    Image.fromarray(photo_uint8[:50]).save(pred / "one.png")  # wrong size, first in order
+    (pred / "three.png").write_bytes(b"not an image")
+    Image.fromarray(photo_uint8).save(pred / "four.png")
+    table = evaluate_folders(pred, gt)
+    assert [s.name for s in table.images] == ["four", "two"]
+    assert table.problems[0].endswith("one.png: size 96x50 differs from ground truth one.png (96x96)")
+    assert "three.png: not an image" in table.problems[1] and len(table.problems) == 2
+
+    out_json = tmp_path / "scores.json"
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--json", str(out_json), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 2 and "one.png: size 96x50" in captured.err
+    assert "2 images, 2 pair(s) not scored" in captured.out
+    data = json.loads(out_json.read_text())
+    assert data["mean"]["count"] == 2 and len(data["problems"]) == 2
+
+
+def test_evaluate_refuses_two_files_of_one_name(tmp_path: Path, photo_uint8: np.ndarray, capsys) -> None:
+    pred, gt = _write_set(tmp_path, photo_uint8)
+    Image.fromarray(photo_uint8).save(pred / "one.jpg")
+    with pytest.raises(PairingError, match=r"pred: one\.jpg and one\.png have the same name 'one'"):
         evaluate_folders(pred, gt)
+    assert main(["evaluate", "--pred", str(pred), "--gt", str(gt), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "one.jpg and one.png" in err and "\n" not in err

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from anyrestore.evaluate import PRESETS, evaluate_folders
+from anyrestore.evaluate import PRESETS
 
 HELP = "PSNR/SSIM of restored images against ground truths, paired by file name"
 
@@ -19,8 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from anyrestore.evaluate import evaluate_folders
+
     table = evaluate_folders(args.pred, args.gt, args.preset, args.crop_border, progress=not args.quiet)
-    print(table.format())
+    for problem in table.problems:
+        print(f"anyrestore evaluate: error: {problem}", file=sys.stderr)
+    if table.images:
+        print(table.format())
     if args.json:
         table.write_json(args.json)
-    return 0
+    return 1 if table.problems else 0
