@@ -123,18 +123,22 @@ def _sample_blocks(y: torch.Tensor, dy: int, dx: int, basis: torch.Tensor) -> to
     return (blocks[::step] - 128.0) @ basis.T
 
 
-def _lattice_score(coefs: torch.Tensor, table: torch.Tensor) -> tuple[float, int]:
-    """Fraction of the coefficients that round to a nonzero step and lie on the lattice, minus the
-    fraction expected by chance; and how many such coefficients there were."""
-    steps = table.reshape(1, -1)
-    index = torch.round(coefs / steps)
-    nonzero = index != 0
-    count = int(nonzero.sum())
-    if count == 0:
-        return 0.0, 0
-    hits = ((coefs - index * steps).abs() < LATTICE_TOLERANCE) & nonzero
-    chance = (torch.clamp(2 * LATTICE_TOLERANCE / steps, max=1.0) * nonzero).sum() / count
-    return float(hits.sum() / count - chance), count
+def _lattice_scores(coefs: torch.Tensor, tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each of the (Q, 64) ``tables``: the fraction of the (B, 64) coefficients that round to a
+    nonzero step and lie on the lattice, minus the fraction expected by chance (0 when there are none);
+    and how many such coefficients there were. Both (Q,)."""
+    scores, counts = [], []
+    for chunk in tables.split(16):  # (16, B, 64) at a time keeps memory small on large images
+        steps = chunk[:, None, :]
+        index = torch.round(coefs[None] / steps)
+        nonzero = index != 0
+        count = nonzero.sum(dim=(1, 2))
+        hits = (((coefs[None] - index * steps).abs() < LATTICE_TOLERANCE) & nonzero).sum(dim=(1, 2))
+        chance = (torch.clamp(2 * LATTICE_TOLERANCE / steps, max=1.0) * nonzero).sum(dim=(1, 2))
+        safe = count.clamp_min(1).double()
+        scores.append(torch.where(count > 0, hits / safe - chance / safe, torch.zeros_like(safe)))
+        counts.append(count)
+    return torch.cat(scores), torch.cat(counts)
 
 
 def _find_grid(y: torch.Tensor, basis: torch.Tensor) -> tuple[int, int]:
@@ -169,9 +173,11 @@ def detect_jpeg(image: torch.Tensor, grid: tuple[int, int] | None = None) -> JPE
     basis = dct_matrix().double()
     dy, dx = _find_grid(y, basis) if grid is None else grid
     coefs = _sample_blocks(y, dy, dx, basis)
+    qualities = range(MIN_QUALITY, MAX_QUALITY + 1)
+    tables = torch.stack([ijg_luma_table(q).double().reshape(-1) for q in qualities])
+    scores, counts = _lattice_scores(coefs, tables)
     best: tuple[float, int] | None = None
-    for quality in range(MIN_QUALITY, MAX_QUALITY + 1):
-        score, count = _lattice_score(coefs, ijg_luma_table(quality).double())
+    for quality, score, count in zip(qualities, scores.tolist(), counts.tolist(), strict=True):
         if count >= MIN_EVIDENCE and (best is None or score > best[0]):
             best = (score, quality)
     if best is None or best[0] < DETECTION_SCORE:
