@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,15 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from anyrestore.io import ImageError, list_images, read_image, read_tensor, write_image
+from anyrestore.io import (
+    ImageError,
+    atomic_output,
+    list_images,
+    read_image,
+    read_tensor,
+    remove_stale_temporaries,
+    write_image,
+)
 from anyrestore.io.image import _orient
 
 
@@ -249,3 +259,33 @@ def test_list_images(tmp_path: Path) -> None:
         list_images([tmp_path / "nope.png"])
     with pytest.raises(ImageError, match="pattern matches no file"):
         list_images([str(tmp_path / "*.webp")])
+    problems: list[ImageError] = []
+    found = list_images(
+        [tmp_path / "nope.png", str(tmp_path / "*.webp"), tmp_path / "b.png"], problems=problems
+    )
+    assert [p.name for p in found] == ["b.png"]
+    assert [str(e) for e in problems] == [
+        f"{tmp_path / 'nope.png'}: no such file or folder",
+        f"{tmp_path / '*.webp'}: pattern matches no file",
+    ]
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path: Path) -> None:
+    stale = tmp_path / f".out.png.{_dead_pid()}-k3x_9abc.tmp"  # a writer killed between write and rename
+    live = tmp_path / f".out.png.{os.getppid()}-abcdefgh.tmp"  # a running writer's
+    foreign = tmp_path / ".notes.tmp"  # not ours
+    for path in (stale, live, foreign):
+        path.write_bytes(b"half")
+    with atomic_output(tmp_path / "other.png") as tmp:
+        assert tmp.name.startswith(f".other.png.{os.getpid()}-") and tmp.name.endswith(".tmp")
+        tmp.write_bytes(b"x")
+    assert not stale.exists() and live.exists() and foreign.exists()
+    stale.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

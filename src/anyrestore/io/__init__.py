@@ -11,6 +11,7 @@ from anyrestore.io.image import (
     list_images,
     read_image,
     read_tensor,
+    remove_stale_temporaries,
     write_image,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "list_images",
     "read_image",
     "read_tensor",
+    "remove_stale_temporaries",
     "write_image",
 ]

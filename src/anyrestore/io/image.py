@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -262,11 +263,53 @@ def _umask() -> int:
     return mask
 
 
+# The hidden temporary of an atomic write: ".NAME.PID-XXXXXXXX.tmp" (PID: the writing process).
+_TEMP_NAME = re.compile(r"\..+\.(?P<pid>\d+)-[a-z0-9_]{8}\.tmp")
+_SWEPT: set[Path] = set()
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill(pid, 0) would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the hidden temporaries that atomic writes into ``folder`` left when their process was
+    killed before the rename (the writer's PID, in the name, no longer runs); returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _process_alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_output(path: Path):
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else remove it.
+
+    The first write of a process into a folder also removes the temporaries that killed writers left
+    there (:func:`remove_stale_temporaries`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    folder = path.parent.resolve()
+    if folder not in _SWEPT:
+        _SWEPT.add(folder)
+        remove_stale_temporaries(folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -371,11 +414,17 @@ def _write_eight_bit(tmp: Path, array: np.ndarray, fmt: str, quality: int, icc: 
 # ------------------------------------------------------------------------------------------ finding files
 
 
-def list_images(inputs: list[str | os.PathLike[str]] | str, *, recursive: bool = False) -> list[Path]:
+def list_images(
+    inputs: list[str | os.PathLike[str]] | str,
+    *,
+    recursive: bool = False,
+    problems: list[ImageError] | None = None,
+) -> list[Path]:
     """Expand files, folders (their images, sorted) and glob patterns into a list of image paths.
 
-    A path that does not exist and matches nothing raises :class:`ImageError`; files are returned as
-    given even when their suffix is not an image's, so the reader can report them.
+    A path that does not exist and matches nothing raises :class:`ImageError`, or with ``problems``
+    given is appended to it and skipped, so a caller can report each and go on with the rest. Files are
+    returned as given even when their suffix is not an image's, so the reader can report them.
     """
     if isinstance(inputs, str | os.PathLike):
         inputs = [inputs]
@@ -392,14 +441,20 @@ def list_images(inputs: list[str | os.PathLike[str]] | str, *, recursive: bool =
         elif any(ch in str(item) for ch in "*?["):
             matches = sorted(Path(m) for m in _glob(str(item)))
             if not matches:
-                raise ImageError(path, "pattern matches no file")
+                _problem(ImageError(path, "pattern matches no file"), problems)
             found.extend(m for m in matches if m.is_file())
         else:
-            raise ImageError(path, "no such file or folder")
+            _problem(ImageError(path, "no such file or folder"), problems)
     unique: dict[Path, None] = {}
     for p in found:
         unique.setdefault(p, None)
     return list(unique)
+
+
+def _problem(error: ImageError, problems: list[ImageError] | None) -> None:
+    if problems is None:
+        raise error
+    problems.append(error)
 
 
 def _glob(pattern: str) -> list[str]:
