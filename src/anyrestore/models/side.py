@@ -13,6 +13,8 @@ block DCT coefficients lie on. Training and inference encode both the same way.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from anyrestore.classical.jpeg_format import detect_jpeg, ijg_chroma_table, ijg_luma_table
@@ -46,3 +48,19 @@ def side_for(pixels: torch.Tensor, jpeg_tables: tuple[torch.Tensor, torch.Tensor
     if jpeg_tables is not None:
         return encode_side(jpeg_tables)[None]
     return side_from_pixels(pixels[None] if pixels.dim() == 3 else pixels[:1])
+
+
+def takes_side(module: torch.nn.Module) -> bool:
+    """Whether a model (possibly wrapped in DDP, ``torch.compile`` or normalisation) takes ``side``."""
+    from anyrestore.models.normalize import bare_model
+
+    return "side" in inspect.signature(bare_model(module).forward).parameters
+
+
+def side_inputs(module: torch.nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{"side": ...}`` read from a batch's pixels for models that take side information, else ``{}``.
+
+    Training and validation use this (synthetic inputs have no file), so the model learns from the same
+    estimate that inference falls back to for pixels without a JPEG file behind them.
+    """
+    return {"side": side_from_pixels(images.detach().float().cpu()).to(images)} if takes_side(module) else {}

@@ -20,6 +20,7 @@ from torch import nn
 from anyrestore.data.seeding import derive_seed
 from anyrestore.errors import AnyRestoreError
 from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.side import side_inputs
 from anyrestore.train.losses import WeightedLoss, psnr_loss
 
 
@@ -84,7 +85,7 @@ class Objective:
         self, model: nn.Module, batch: Mapping[str, Any], ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(scalar loss to minimise, detached values to log) for one micro-batch on the device."""
-        pred = model(batch["lq"])
+        pred = model(batch["lq"], **side_inputs(model, batch["lq"]))
         return ctx.loss(pred, batch["gt"], batch.get("mask"))
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from anyrestore.data.base import RestorationDataset
 from anyrestore.evaluate import psnr, ssim
+from anyrestore.models.side import side_inputs
 from anyrestore.train.distributed import DistContext
 
 
@@ -33,7 +34,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
 def restore_whole(model: nn.Module, lq: torch.Tensor, *, multiple: int = 1, scale: int = 1) -> torch.Tensor:
     """``model`` on a whole (N, 3, H, W) batch, padded to ``multiple`` and cropped back, clamped to [0, 1]."""
     h, w = lq.shape[-2:]
-    out = model(pad_to_multiple(lq, multiple) if multiple > 1 else lq)
+    out = model(pad_to_multiple(lq, multiple) if multiple > 1 else lq, **side_inputs(model, lq))
     return out[..., : h * scale, : w * scale].float().clamp(0, 1)
 
 

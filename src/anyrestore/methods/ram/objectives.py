@@ -40,6 +40,7 @@ from anyrestore.methods.ram.masks import mask_unit_range, random_pixel_mask
 from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.models.normalize import ImageNetNormalized
 from anyrestore.models.registry import ARCHITECTURES
+from anyrestore.models.side import side_inputs
 from anyrestore.train.objective import Objective, ObjectiveError, StepContext, register_objective
 
 PRETRAIN_DEFAULTS: dict[str, Any] = {"ratio": 0.5, "patch": 1}
@@ -113,7 +114,7 @@ class RamPretrain(Objective):
                 "method ram_pretrain needs inputs and targets of one size (no super-resolution)"
             )
         mask = random_pixel_mask(lq, self.ratio, self.patch, generator=ctx.generators("mask"), dtype=lq.dtype)
-        pred = model(mask_unit_range(lq, mask, model))
+        pred = model(mask_unit_range(lq, mask, model), **side_inputs(model, lq))
         return ctx.loss(pred, gt, mask)
 
     def describe(self, descriptor: ModelDescriptor, model: nn.Module) -> ModelDescriptor:
