@@ -45,12 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--quiet", action="store_true", help="no progress bars")
 
     info = sub.add_parser("info", help="what a bundle holds")
-    info.add_argument("bundle", metavar="BUNDLE")
+    info.add_argument("bundle", metavar="BUNDLE", help="bundle file (bundle.safetensors)")
 
     export = sub.add_parser(
         "export-adapter", help="write one adapter as an ordinary LoRA adapter file (anyrestore.adapters)"
     )
-    export.add_argument("bundle", metavar="BUNDLE")
+    export.add_argument("bundle", metavar="BUNDLE", help="bundle file holding the adapter")
     export.add_argument("name", metavar="NAME", help="adapter name")
     export.add_argument("-o", "--output", required=True, metavar="FILE", help="adapter file (.safetensors)")
 

@@ -5,21 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
-from anyrestore.attribution import (
-    AttributionError,
-    freeze_plan,
-    integrated_gradients,
-    load_attribution_images,
-    mac,
-    plot_ranking,
-    random_ranking,
-    write_ranking,
-)
-from anyrestore.models.checkpoint import load_model
-from anyrestore.models.normalize import as_unit_range
-
 HELP = "rank a model's layers by mask attribute conductance (MAC), integrated gradients or at random"
 
 DATA_HELP = (
@@ -50,23 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AttributionError(f"unknown device '{name}'") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AttributionError(f"device '{name}' requested but CUDA is not available")
-    return device
-
-
 def run(args: argparse.Namespace) -> int:
+    from anyrestore.attribution import (
+        AttributionError,
+        freeze_plan,
+        integrated_gradients,
+        load_attribution_images,
+        mac,
+        plot_ranking,
+        random_ranking,
+        write_ranking,
+    )
+    from anyrestore.devices import resolve_device
+    from anyrestore.models.checkpoint import load_model
+    from anyrestore.models.normalize import as_unit_range
+
     for name in ("steps", "per_task", "batch"):
         if getattr(args, name) < 1:
             raise AttributionError(f"--{name.replace('_', '-')} must be at least 1")
-    device = _device(args.device)
+    device = resolve_device(args.device)
     loaded = load_model(args.model, device=device)
     model = as_unit_range(loaded.module.float(), loaded.descriptor)
     ratio = args.ratio if args.ratio is not None else DEFAULT_RATIOS.get(loaded.descriptor.architecture, 0.3)

@@ -27,7 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tile", type=int, default=None, help="tile size in pixels; 0 = never tile; default: auto"
     )
     parser.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles (default 32)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="arithmetic of the forward pass; bf16/fp16 are faster on a GPU (default fp32)",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(
         "--self-ensemble",
@@ -44,7 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile", action="store_true", help="torch.compile the model (slow start, fast run)"
     )
-    parser.add_argument("--format", default="keep", choices=["keep", "png", "jpg", "tif", "webp"])
+    parser.add_argument(
+        "--format",
+        default="keep",
+        choices=["keep", "png", "jpg", "tif", "webp"],
+        help="output file format; keep: the input's own (default)",
+    )
     parser.add_argument("--suffix", default="", help="text added to each output name, e.g. _restored")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

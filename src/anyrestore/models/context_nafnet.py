@@ -14,9 +14,9 @@ blended per image by an estimator head on the same conditioning vector (its firs
 blend can be given explicitly (``experts=``: one-hot while each expert is trained on its degradation, as in
 ABAIR's Phase II), otherwise the estimator decides.
 
-``forward(x, side=None, experts=None)`` is a pure tensor function: the same computation in train, eval and
-export, one return type, no state kept between calls, no NumPy. Every parameter takes part in every
-forward pass, so DDP needs no ``find_unused_parameters``.
+``forward(x, side=None, experts=None, cond=None)`` is a pure tensor function: the same computation in
+train, eval and export, one return type, no state kept between calls, no NumPy. Every parameter takes part
+in every forward pass, so DDP needs no ``find_unused_parameters``.
 """
 
 from __future__ import annotations
@@ -184,12 +184,19 @@ class ContextNAFNet(nn.Module):
         return self.estimator(self.conditioning(x, side))
 
     def forward(
-        self, x: torch.Tensor, side: torch.Tensor | None = None, experts: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        side: torch.Tensor | None = None,
+        experts: torch.Tensor | None = None,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Restore a batch in [0, 1]; ``side`` (N, side_dim) as :func:`anyrestore.models.side.encode_side`
-        makes it; ``experts`` (N, experts) overrides the estimator's blend."""
+        makes it; ``experts`` (N, experts) overrides the estimator's blend. ``cond`` (N, cond_dim), when
+        given, replaces :meth:`conditioning` of ``x``: tiled inference passes the whole image's, so that
+        every tile is conditioned on the same picture."""
         h, w = x.shape[-2:]
-        cond = self.conditioning(x, side)
+        if cond is None:
+            cond = self.conditioning(x, side)
         weights = self.estimator(cond).softmax(dim=1)[:, 1:]
         if experts is not None:
             # Keeps the estimator in the graph (zero gradient) so that DDP sees every parameter used.

@@ -14,12 +14,16 @@ block DCT coefficients lie on. Training and inference encode both the same way.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 
 import torch
 
 from anyrestore.classical.jpeg_format import detect_jpeg, ijg_chroma_table, ijg_luma_table
 
 SIDE_DIM = 129
+# The JPEG block size: tables describe pixels whose 8 x 8 blocks start at multiples of it, so tiles and
+# padding keep to it.
+JPEG_BLOCK = 8
 
 
 def encode_side(tables: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
@@ -64,3 +68,30 @@ def side_inputs(module: torch.nn.Module, images: torch.Tensor) -> dict[str, torc
     estimate that inference falls back to for pixels without a JPEG file behind them.
     """
     return {"side": side_from_pixels(images.detach().float().cpu()).to(images)} if takes_side(module) else {}
+
+
+def has_tables(side: torch.Tensor | None) -> bool:
+    """Whether any image of an (N, SIDE_DIM) batch of side vectors carries JPEG tables."""
+    return side is not None and bool((side[..., -1] > 0).any())
+
+
+def transpose_side(side: torch.Tensor) -> torch.Tensor:
+    """The side vectors of the transposed images: each 8 x 8 table transposed (a flip keeps them)."""
+    tables = side[..., :128].reshape(*side.shape[:-1], 2, 8, 8).transpose(-2, -1)
+    return torch.cat([tables.reshape(*side.shape[:-1], 128), side[..., 128:]], dim=-1)
+
+
+def whole_image_context(
+    module: torch.nn.Module,
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor] | None:
+    """``conditioning(x, side)`` of a model that conditions on the whole image and takes that vector back
+    as ``forward(..., cond=...)``, else ``None``. Inference and export compute it once on the whole,
+    unpadded image, so that tiles and padding do not change what the model sees of the picture (not
+    through a normalisation wrapper, where the conditioning would see unnormalised pixels)."""
+    from anyrestore.models.normalize import ImageNetNormalized, bare_model
+
+    bare = bare_model(module)
+    conditioning = getattr(bare, "conditioning", None)
+    if any(isinstance(m, ImageNetNormalized) for m in module.modules()) or not callable(conditioning):
+        return None
+    return conditioning if "cond" in inspect.signature(bare.forward).parameters else None
