@@ -7,10 +7,7 @@ import sys
 import zlib
 from pathlib import Path
 
-import torch
-
 from anyrestore.errors import AnyRestoreError
-from anyrestore.io import list_images, read_image, write_image
 
 HELP = "write degraded copies of images with one or more operators (see README for the list)"
 
@@ -44,9 +41,11 @@ def file_seed(base: int, path: Path) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
     from tqdm import tqdm
 
     from anyrestore.degrade import apply_regions, apply_sequence, labels_to_index, parse_op_spec
+    from anyrestore.io import list_images, read_image, write_image
 
     try:
         steps = [parse_op_spec(spec) for spec in args.op]

@@ -13,7 +13,13 @@ HELP = "PSNR/SSIM of restored images against ground truths, paired by file name"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, help="folder of restored (or degraded) images")
     parser.add_argument("--gt", required=True, help="folder of ground-truth images with the same names")
-    parser.add_argument("--preset", default="basicsr", choices=sorted(PRESETS), help="metric conventions")
+    parser.add_argument(
+        "--preset",
+        default="basicsr",
+        choices=sorted(PRESETS),
+        help="metric conventions (default basicsr): "
+        + "; ".join(f"{p.name}: {p.description}" for p in PRESETS.values()),
+    )
     parser.add_argument("--crop-border", type=int, default=None, help="pixels dropped on each side")
     parser.add_argument("--json", metavar="FILE", help="also write the table as JSON")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

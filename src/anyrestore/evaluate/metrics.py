@@ -10,10 +10,11 @@ Statistics are computed in float64 so results match the reference formula to 1e-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
+
+from anyrestore.evaluate.presets import PRESETS as PRESETS  # re-exported
+from anyrestore.evaluate.presets import MetricPreset, get_preset
 
 Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601, R, G, B in [0, 1] -> Y in [16, 235]
 Y_OFFSET = 16.0
@@ -21,38 +22,6 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * 255) ** 2
 SSIM_C2 = (0.03 * 255) ** 2
-
-
-@dataclass(frozen=True)
-class MetricPreset:
-    """The conventions behind a reported number."""
-
-    name: str
-    y_channel: bool
-    quantize: bool = True
-    crop_border: int = 0
-    description: str = ""
-
-
-PRESETS: dict[str, MetricPreset] = {
-    "basicsr": MetricPreset(
-        "basicsr", y_channel=True, description="uint8-quantised, Y (BT.601 limited range), BasicSR SSIM"
-    ),
-    "rgb": MetricPreset("rgb", y_channel=False, description="uint8-quantised, RGB channels, BasicSR SSIM"),
-}
-
-
-def get_preset(preset: str | MetricPreset, crop_border: int | None = None) -> MetricPreset:
-    """Resolve a preset name; ``crop_border`` (when given) overrides the preset's."""
-    if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(f"unknown metric preset {preset!r} (known: {', '.join(PRESETS)})")
-        preset = PRESETS[preset]
-    if crop_border is not None:
-        if crop_border < 0:
-            raise ValueError(f"crop_border must be >= 0, got {crop_border}")
-        preset = MetricPreset(preset.name, preset.y_channel, preset.quantize, crop_border, preset.description)
-    return preset
 
 
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
