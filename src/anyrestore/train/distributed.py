@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from anyrestore.devices import resolve_device
 from anyrestore.errors import AnyRestoreError
 
 
@@ -74,18 +75,8 @@ def _env_int(name: str, default: int) -> int:
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is available, else the CPU."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise DistributedError("device: cuda was asked for but no CUDA device is available")
-    if preference in ("cuda", "auto") and torch.cuda.is_available():
-        if local_rank >= torch.cuda.device_count():
-            raise DistributedError(
-                f"LOCAL_RANK {local_rank} but only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU."""
+    return resolve_device(preference, local_rank=local_rank)
 
 
 def setup(device: str = "auto", backend: str = "auto") -> DistContext:

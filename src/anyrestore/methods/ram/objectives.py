@@ -35,6 +35,7 @@ from anyrestore.attribution import (
     random_ranking,
     read_ranking,
 )
+from anyrestore.devices import resolve_device
 from anyrestore.errors import AnyRestoreError
 from anyrestore.methods.ram.masks import mask_unit_range, random_pixel_mask
 from anyrestore.models.descriptor import ModelDescriptor
@@ -174,7 +175,7 @@ class RamFinetune(Objective):
             )
         specs = [s["data"]] if isinstance(s["data"], str) else list(s["data"])
         samples = load_attribution_images(specs, per_task=s["per_task"], crop=s["crop"], seed=s["seed"])
-        device = torch.device(s["device"] or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(s["device"])
         home = next(model.parameters()).device
         wrapped = ImageNetNormalized(model) if _normalization(model) == "imagenet" else model
         wrapped.to(device).eval()
