@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,19 @@ def golden_input():
         return torch.rand(*shape, generator=torch.Generator().manual_seed(1))
 
     return make
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """A tiny NAFNet (width 8, two levels) with seeded non-trivial weights, saved as our safetensors."""
+    from anyrestore.models.checkpoint import save_model
+    from anyrestore.models.descriptor import ModelDescriptor
+
+    config = {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}
+    descriptor = ModelDescriptor.for_architecture("nafnet", config)
+    torch.manual_seed(0)
+    model = descriptor.build()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    return save_model(tmp_path / "tiny.safetensors", descriptor, model)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,136 @@ def test_degrade_bad_spec_is_one_line(tmp_path: Path, photo_dir: Path, capsys) -
     err = capsys.readouterr().err.strip()
     assert "sigmaa" in err and "\n" not in err
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------ restore: outputs, checks, limits
+
+
+def _restore(*args: str | Path) -> int:
+    return main(["restore", *map(str, args), "--quiet"])
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+def test_restore_refuses_colliding_outputs_before_any_work(tmp_path: Path, capsys) -> None:
+    for folder in ("d1", "d2"):
+        write_image(tmp_path / folder / "p.png", torch.rand(3, 16, 16))
+    out = tmp_path / "out"
+    never = tmp_path / "never-loaded.safetensors"  # the model would fail to load: it must not be reached
+    assert _restore(tmp_path / "d1" / "p.png", tmp_path / "d2" / "p.png", "-o", out, "--model", never) == 1
+    err = _one_line(capsys)
+    assert f"both {tmp_path / 'd1' / 'p.png'} and {tmp_path / 'd2' / 'p.png'} would be written" in err
+    assert not out.exists()
+    write_image(tmp_path / "d1" / "p.jpg", torch.rand(3, 16, 16))  # p.jpg and p.png -> out/p.png
+    assert _restore(tmp_path / "d1", "-o", out, "--format", "png", "--model", never) == 1
+    assert "p.jpg and" in _one_line(capsys) and not out.exists()
+
+
+def test_restore_never_overwrites_a_file_it_did_not_write(
+    tmp_path: Path, tiny_checkpoint: Path, capsys
+) -> None:
+    write_image(tmp_path / "x.jpg", torch.rand(3, 16, 16))
+    out = tmp_path / "out"
+    write_image(out / "x.png", torch.zeros(3, 8, 8))  # someone's different x.png
+    before = (out / "x.png").read_bytes()
+    assert _restore(tmp_path / "x.jpg", "-o", out, "--format", "png", "--model", tiny_checkpoint) == 1
+    err = _one_line(capsys)
+    assert f"{out / 'x.png'}: exists and this run did not write it; pass --overwrite" in err
+    assert (out / "x.png").read_bytes() == before
+    args = [tmp_path / "x.jpg", "-o", out, "--format", "png", "--model", tiny_checkpoint, "--overwrite"]
+    assert _restore(*args) == 0
+    assert read_image(out / "x.png").size == (16, 16)
+
+
+def test_restore_checks_output_and_device_before_the_model_loads(tmp_path: Path, capsys) -> None:
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    (tmp_path / "file.txt").write_text("not a folder")
+    never = tmp_path / "never-loaded.safetensors"
+    assert _restore(tmp_path / "a.png", "-o", tmp_path / "file.txt", "--model", never) == 1
+    assert "file.txt: exists and is not a folder" in _one_line(capsys)
+    assert _restore(tmp_path / "a.png", "-o", tmp_path / "file.txt" / "sub", "--model", never) == 1
+    assert "cannot create a folder here" in _one_line(capsys)
+    for device, expected in (("gpu0", "unknown device 'gpu0'"), ("cuda:x", "unknown device 'cuda:x'")):
+        assert _restore(tmp_path / "a.png", "--device", device, "--model", never) == 1
+        assert expected in _one_line(capsys)
+    if not torch.cuda.is_available():
+        assert _restore(tmp_path / "a.png", "--device", "cuda", "--model", never) == 1
+        assert "no cuda device is available" in _one_line(capsys)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere")
+def test_restore_refuses_an_unwritable_output_folder(tmp_path: Path, capsys) -> None:
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert _restore(tmp_path / "a.png", "-o", locked / "out", "--model", tmp_path / "never.pth") == 1
+    assert f"cannot write into {locked}" in _one_line(capsys)
+
+
+def test_restore_reports_missing_inputs_and_restores_the_rest(
+    tmp_path: Path, tiny_checkpoint: Path, capsys
+) -> None:
+    write_image(tmp_path / "good.png", torch.rand(3, 16, 16))
+    out = tmp_path / "out"
+    out.mkdir()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    stale = out / f".good.png.{child.pid}-abcdefgh.tmp"  # left by a writer killed before its rename
+    stale.write_bytes(b"half")
+    args = [tmp_path / "nope.png", tmp_path / "good.png", "-o", out, "--model", tiny_checkpoint]
+    assert _restore(*args) == 1
+    assert f"{tmp_path / 'nope.png'}: no such file or folder" in _one_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    assert not stale.exists()
+
+
+@pytest.mark.parametrize("tile", ["-5", "8", "40"])
+def test_restore_refuses_a_useless_tile_size(tmp_path: Path, tile: str, capsys) -> None:
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    assert _restore(tmp_path / "a.png", "--tile", tile, "--model", tmp_path / "never.pth") == 1
+    assert f"tile size {tile} is below the minimum of 64 px" in _one_line(capsys)
+    args = [tmp_path / "a.png", "--tile", "64", "--tile-overlap", "40", "--model", tmp_path / "never.pth"]
+    assert _restore(*args) == 1
+    assert "tile size 64 must be at least twice the overlap (40)" in _one_line(capsys)
+
+
+def test_restore_max_megapixels(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    from anyrestore.cli.main import build_parser
+    from anyrestore.serve.app import DEFAULT_MAX_PIXELS
+
+    default = build_parser().parse_args(["restore", "x.png"]).max_megapixels
+    assert default * 1e6 == DEFAULT_MAX_PIXELS  # the same limit as serve
+    write_image(tmp_path / "big.png", torch.rand(3, 40, 50))  # 2,000 pixels
+    write_image(tmp_path / "small.png", torch.rand(3, 20, 20))  # 400 pixels
+    out = tmp_path / "out"
+    args = [tmp_path / "big.png", tmp_path / "small.png", "-o", out, "--max-megapixels", "0.001"]
+    assert _restore(*args, "--model", tiny_checkpoint) == 1
+    assert "big.png: image too large: 50x40 is over 1,000 pixels" in _one_line(capsys)
+    assert sorted(p.name for p in out.iterdir()) == ["small.png"]
+
+
+def test_restore_non_finite_output_is_an_error_naming_the_file(
+    tmp_path: Path, tiny_checkpoint: Path, capsys
+) -> None:
+    from anyrestore.models.checkpoint import load_model, save_model
+
+    loaded = load_model(tiny_checkpoint)
+    with torch.no_grad():
+        loaded.module.intro.weight.fill_(3e38)  # finite weights whose output overflows
+    blown = save_model(tmp_path / "blown.safetensors", loaded.descriptor, loaded.module)
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    out = tmp_path / "out"
+    assert _restore(tmp_path / "a.png", "-o", out, "--model", blown) == 1
+    err = _one_line(capsys)
+    assert f"{tmp_path / 'a.png'}: {blown}: the model's output holds NaN or Inf values" in err
+    assert not out.exists() or not any(out.iterdir())
+
+    with torch.no_grad():
+        loaded.module.intro.weight.fill_(float("nan"))
+    nan = save_model(tmp_path / "nan.safetensors", loaded.descriptor, loaded.module)
+    assert _restore(tmp_path / "a.png", "-o", out, "--model", nan) == 1
+    assert f"{nan}: 1 tensor(s) hold NaN or Inf values: intro.weight" in _one_line(capsys)

@@ -13,7 +13,6 @@ from anyrestore.cli.main import main
 from anyrestore.evaluate import psnr
 from anyrestore.inference import InferenceError, Restorer, pad_to_multiple, reflect_pad, tiled_forward
 from anyrestore.io import read_image, write_image
-from anyrestore.models.checkpoint import save_model
 from anyrestore.models.descriptor import ModelDescriptor
 
 
@@ -237,18 +236,6 @@ def test_imagenet_normalised_models_are_fed_correctly() -> None:
 
 
 # ------------------------------------------------------------------------------------------- API and CLI
-
-
-@pytest.fixture
-def tiny_checkpoint(tmp_path: Path) -> Path:
-    config = {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]}
-    descriptor = ModelDescriptor.for_architecture("nafnet", config)
-    torch.manual_seed(0)
-    model = descriptor.build()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.01)
-    return save_model(tmp_path / "tiny.safetensors", descriptor, model)
 
 
 def test_restore_api(tmp_path: Path, tiny_checkpoint: Path, photo_uint8: np.ndarray) -> None:

@@ -10,6 +10,7 @@ from anyrestore import __version__
 from anyrestore.cli import (
     abair_cmd,
     analyze_cmd,
+    benchmark_cmd,
     degrade_cmd,
     evaluate_cmd,
     export_cmd,
@@ -28,6 +29,7 @@ COMMANDS = {
     "info": info_cmd,
     "degrade": degrade_cmd,
     "evaluate": evaluate_cmd,
+    "benchmark": benchmark_cmd,
     "train": train_cmd,
     "recipes": recipes_cmd,
     "mac": mac_cmd,

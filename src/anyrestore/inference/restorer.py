@@ -46,13 +46,42 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` picks CUDA when available; an unavailable device is a clear error."""
+    """``None``/``"auto"`` picks CUDA when available; a malformed name (``gpu0``), an unavailable device
+    or a device index past the last is a one-line :class:`InferenceError`."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InferenceError("device 'cuda' requested but no CUDA device is available")
-    return device
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InferenceError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from None
+    if resolved.type == "cpu":
+        return resolved
+    backend = getattr(torch, resolved.type, None)
+    if not callable(getattr(backend, "is_available", None)):
+        raise InferenceError(f"device {device!r} is not supported (use auto, cpu, cuda, cuda:N or mps)")
+    if not backend.is_available():
+        raise InferenceError(f"device {resolved.type!r} requested but no {resolved.type} device is available")
+    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else 1
+    if resolved.index is not None and resolved.index >= count:
+        raise InferenceError(
+            f"device {str(resolved)!r} requested but there are {count} {resolved.type} device(s)"
+        )
+    return resolved
+
+
+def check_tiling(tile: int | None, overlap: int, minimum: int = 1) -> None:
+    """Refuse, in one line, tile settings that cannot work: ``tile`` must be None (automatic), 0 (never
+    tile) or at least ``minimum`` pixels; the overlap must not be negative. The command line passes
+    ``minimum=MIN_TILE`` and also wants the tile at least twice the overlap: smaller tiles multiply the
+    forward passes for nothing (``--tile 8`` ran 16-px tiles for minutes)."""
+    if overlap < 0:
+        raise InferenceError(f"tile overlap {overlap} is negative")
+    if tile is None or tile == 0:
+        return
+    if tile < minimum:
+        raise InferenceError(f"tile size {tile} is below the minimum of {minimum} px (0 never tiles)")
+    if minimum > 1 and tile < 2 * overlap:
+        raise InferenceError(f"tile size {tile} must be at least twice the overlap ({overlap})")
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -109,12 +138,16 @@ class Restorer:
     """A model ready to restore (N, 3, H, W) batches in [0, 1] of any size."""
 
     def __init__(self, model: LoadedModel | nn.Module, descriptor: ModelDescriptor | None = None, **options):
-        if isinstance(model, LoadedModel):
-            model, descriptor = model.module, model.descriptor
+        loaded = model if isinstance(model, LoadedModel) else None
+        if loaded is not None:
+            model, descriptor = loaded.module, loaded.descriptor
         if descriptor is None:
             raise ValueError("a bare module needs its ModelDescriptor")
         self.options = InferenceOptions(**options)
+        check_tiling(self.options.tile, self.options.tile_overlap)
         self.descriptor = descriptor
+        # the model's file, for errors that concern the model rather than the image
+        self.source = str(loaded.path) if loaded is not None and loaded.path else descriptor.architecture
         channels = [descriptor.config[k] for k in INPUT_CHANNEL_KEYS if k in descriptor.config]
         if any(c != 3 for c in channels):
             raise InferenceError(
@@ -252,6 +285,9 @@ class Restorer:
             raise InferenceError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
         out = self._restore_once(x)
+        if not bool(torch.isfinite(out).all()):
+            hint = f" at {self.options.precision} (try fp32)" if self.dtype != torch.float32 else ""
+            raise InferenceError(f"{self.source}: the model's output holds NaN or Inf values{hint}")
         out = out.clamp(0, 1)
         return out[0] if single else out
 
