@@ -6,8 +6,9 @@ Writes ``<cache>/<split>/<id>.png`` (default cache ~/.cache/anyrestore/photos). 
 ``<sources>`` (default ~/.cache/anyrestore/sources): wheels from ``pip download --no-deps`` in
 ``pypi/``, Debian packages from ``apt-get download`` in ``debian/``, extracted with ``dpkg -x`` next to
 them (no root, nothing installed). A PyPI photo is read from the installed distribution when its version
-matches. A file whose sha256 differs from the manifest is reported on one line and the exit status is
-1. Photos already cached from the same source file by the same preparation rule are skipped.
+matches. A file whose sha256 differs from the manifest is reported on one line and the exit status is 1.
+Photos already cached from the same source file by the same preparation rule are skipped; cached photos
+that the manifest does not list in their split are removed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from anyrestore.data.photo_manifest import (
     default_manifest_path,
     installed_file,
     is_cached,
+    photo_files,
     prepare_photo,
     read_from_wheel,
     read_manifest,
@@ -111,7 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", action="append", choices=SPLITS, help="only these splits (repeatable)")
     parser.add_argument("--download-only", action="store_true", help="fetch and verify, write no photos")
     args = parser.parse_args(argv)
-    entries = [e for e in read_manifest(args.manifest) if not args.split or e.split in args.split]
+    try:
+        entries = [e for e in read_manifest(args.manifest) if not args.split or e.split in args.split]
+    except (ManifestError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     todo = [e for e in entries if args.download_only or not is_cached(e, args.cache)]
     failures = 0
     for entry in tqdm(todo, desc="photos", unit="photo", disable=not todo):
@@ -123,6 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         except ManifestError as error:
             failures += 1
             tqdm.write(f"error: {error}", file=sys.stderr)
+    if not args.download_only:
+        # A split folder holds exactly its manifest rows: datasets and evaluations read whole folders.
+        wanted = {(e.split, e.id) for e in entries}
+        stale = [
+            p
+            for split in args.split or SPLITS
+            for p in photo_files(args.cache, split)
+            if (split, p.stem) not in wanted
+        ]
+        for path in stale:
+            path.unlink()
+        if stale:
+            print(f"removed {len(stale)} cached photo(s) that the manifest no longer lists in their split")
     done = len(entries) - failures
     print(
         f"{done}/{len(entries)} photos ready in {args.cache} ({len(entries) - len(todo)} were cached already)"

@@ -2,13 +2,14 @@
 
     python scripts/make_photo_manifest.py SOURCES [--out manifests/photos.tsv]
 
-SOURCES is a folder laid out as ``scripts/build_photo_cache.py --download-only`` leaves it: wheels in
-``SOURCES/pypi/`` and Debian packages extracted to ``SOURCES/debian/<package>_<version>/``.
+SOURCES is a folder laid out as ``scripts/build_photo_cache.py`` leaves it: wheels in ``SOURCES/pypi/``
+(or the same version installed) and Debian packages extracted to ``SOURCES/debian/<package>_<version>/``.
 
 The selection was made by looking at every image of the packages in ../shared/design/data.md and of the
 other Debian packages that ship photographs, keeping real photographs in colour and dropping renders,
-illustrations, paintings, screenshots, grayscale photos, already-degraded photos (motion blur, defocus)
-and near-duplicates (stereo pairs, the second view of a scene, an image that is a crop of another one).
+illustrations, paintings, screenshots, grayscale photos, already-degraded photos (motion blur, defocus),
+near-duplicates (stereo pairs, the second view of a scene, an image that is a crop of another one) and
+photos stored upside down.
 This script also refuses two entries whose 24x24 grayscale thumbnails correlate above 0.95.
 
 Splits are drawn per stratum (a package; packages with fewer than 5 photos form one stratum): photos
@@ -32,7 +33,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from anyrestore.data.photo_manifest import PhotoEntry, debian_file, sha256_bytes, write_manifest
+from anyrestore.data.photo_manifest import (
+    PhotoEntry,
+    debian_file,
+    installed_file,
+    sha256_bytes,
+    write_manifest,
+)
 
 FRACTIONS = {"test": 0.18, "validation": 0.12}
 MIN_STRATUM = 5
@@ -295,7 +302,6 @@ SELECTION: list[tuple[str, str, str, str, list[str]]] = [
                 "cold_water",
                 "donna",
                 "donna_2",
-                "grand_canyon_1",
                 "grand_canyon_2",
                 "grand_canyon_3",
                 "jesper",
@@ -343,9 +349,12 @@ def _group(photo_id: str) -> str:
 
 
 def _read(kind: str, package: str, version: str, path: str, sources: Path) -> bytes:
+    probe = PhotoEntry("x", "train", kind, package, version, path, "0" * 64, 1, 1, "")
     if kind == "debian":
-        probe = PhotoEntry("x", "train", kind, package, version, path, "0" * 64, 1, 1, "")
         return debian_file(probe, sources).read_bytes()
+    installed = installed_file(probe)
+    if installed is not None:
+        return installed.read_bytes()
     wheel_prefix = package.replace("-", "_") + "-" + version + "-"
     wheels = sorted(
         w for w in (sources / "pypi").glob("*.whl") if w.name.lower().startswith(wheel_prefix.lower())

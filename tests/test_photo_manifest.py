@@ -50,7 +50,7 @@ USED_BEFORE = {
     "sporco-sail",
     "sporco-tulips",
 }
-SIZES = {"train": 80, "validation": 24, "test": 23}  # as docs/datasets.md states
+SIZES = {"train": 80, "validation": 23, "test": 23}  # as docs/datasets.md states
 
 
 @pytest.fixture(scope="module")
