@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +337,93 @@ def test_bundle_round_trip_and_loaders(model: ABAIRModel, images: torch.Tensor, 
         read_bundle(_plain_file(tmp_path))
 
 
+# A fresh interpreter (nothing of ABAIR imported beforehand, as in `anyrestore serve`): the web server's
+# pool and anyrestore.load_model must both open the bundle whole, adapters and estimator included.
+FRESH_PROCESS = """
+import sys
+import torch
+from anyrestore.serve import ModelPool
+
+path = sys.argv[1]
+assert "anyrestore.methods.abair" not in sys.modules
+pool = ModelPool([path], device="cpu", include_embedded=False)
+(entry,) = pool.describe()
+x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+weights = pool.analyze(entry["id"], x)
+restored = pool.restore(entry["id"], x)
+import anyrestore
+
+loaded = anyrestore.load_model(path)
+with torch.no_grad():
+    gap = float((restored - loaded.module(x).clamp(0, 1)).abs().max())
+print(entry["analyze"], type(loaded.module).__name__, len(loaded.module.adapters),
+      loaded.module.estimator is not None, ",".join(weights), f"{gap:.2e}")
+"""
+
+
+def test_bundle_loads_whole_through_every_entry_point(
+    model: ABAIRModel, images: torch.Tensor, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """`serve`, `anyrestore.load_model`, `restore`, `info` and `analyze` all get the blended model
+    (adapters + estimator), not the bare Phase I backbone, whatever was imported before."""
+    from anyrestore.cli.main import main
+
+    path = save_bundle(tmp_path / "bundle.safetensors", model)
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    analyze, kind, adapters, estimator, classes, gap = result.stdout.split()
+    assert (analyze, kind, adapters, estimator) == ("True", "ABAIRModel", "3", "True")
+    assert sorted(classes.split(",")) == sorted(["clean", *ADAPTERS]) and float(gap) < 1e-5
+
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    Image.fromarray((images[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(photo)
+    x = torch.from_numpy(np.array(Image.open(photo))).permute(2, 0, 1)[None].float() / 255
+    assert main(["restore", str(photo), "--model", str(path), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    got = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "photo.png"))).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        blended, bare = model(x).clamp(0, 1), model.run(x, [0.0] * len(ADAPTERS)).clamp(0, 1)
+    assert (got.float() / 255 - blended).abs().max() <= 1 / 255 + 1e-6
+    assert (blended - bare).abs().max() > 4 / 255  # the adapters change the output: the test can tell
+
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "weights from   abair" in text and "3 adapter(s) (rain, haze, noise), blend soft" in text
+    assert main(["analyze", str(photo), "--model", str(path)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"{photo}: ") and all(name in line for name in ("clean", *ADAPTERS))
+
+
+def test_bundle_capabilities_are_reported_truthfully(model: ABAIRModel, tmp_path: Path) -> None:
+    """A bundle before Phase III (no estimator) is listed as unable to analyze, /api/analyze refuses it
+    (409) and `anyrestore analyze` says why in one line; with the estimator all three agree it can."""
+    from anyrestore.cli.main import main
+    from anyrestore.serve import ModelPool, ServeError
+
+    whole = save_bundle(tmp_path / "whole.safetensors", model)
+    partial = copy.deepcopy(model)
+    partial.estimator = None
+    partial_path = save_bundle(tmp_path / "partial.safetensors", partial)
+    pool = ModelPool([str(whole), str(partial_path)], device="cpu", include_embedded=False)
+    listed = {m["id"]: m["analyze"] for m in pool.describe()}
+    assert listed == {"whole.safetensors": True, "partial.safetensors": False}
+    x = torch.rand(1, 3, 16, 16)
+    assert set(pool.analyze("whole.safetensors", x)) == {"clean", *ADAPTERS}
+    with pytest.raises(ServeError, match="no degradation estimator") as err:
+        pool.analyze("partial.safetensors", x)
+    assert err.value.status == 409
+    with pytest.raises(AnyRestoreError, match="partial.safetensors: this model has no degradation"):
+        _cli(["analyze", str(tmp_path), "--model", str(partial_path)])
+    assert main(["analyze", str(tmp_path), "--model", str(partial_path)]) == 1
+
+
 def _plain_file(tmp_path: Path) -> Path:
     from anyrestore.models.checkpoint import save_model
 
@@ -428,7 +518,7 @@ def test_cli_info_and_analyze(
     assert overlay.width == Image.open(photos / "train" / "chelsea.png").width and overlay.height > 64
     mixes = json.loads((tmp_path / "m.json").read_text())
     assert all(abs(sum(m.values()) - 1) < 1e-5 for m in mixes.values())
-    with pytest.raises(AnyRestoreError, match="not an ABAIR bundle"):
+    with pytest.raises(AnyRestoreError, match="this model has no degradation estimator"):
         _cli(["analyze", str(photos / "train"), "--model", str(_plain_file(tmp_path))])
 
 

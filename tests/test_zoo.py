@@ -10,7 +10,7 @@ import torch
 
 from anyrestore.cli.main import main
 from anyrestore.evaluate import psnr
-from anyrestore.io import read_image
+from anyrestore.io import read_image, write_image
 from anyrestore.models.checkpoint import CheckpointError
 from anyrestore.models.zoo import DEFAULT_MODEL, EMBEDDED, embedded_path, resolve_model
 
@@ -118,3 +118,44 @@ def test_default_model_deblocks_a_jpeg_cropped_off_its_grid() -> None:
 def test_unknown_model_name_is_a_clear_error() -> None:
     with pytest.raises(CheckpointError, match="neither a file nor an embedded model"):
         resolve_model("no-such-model")
+
+
+def test_every_model_option_takes_the_default_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`--model default` (and `anyrestore.load_model("default")`) work in every command that loads a
+    model; `analyze -o` on it is refused in one line (no segmentation head), before any image is read."""
+    import anyrestore
+
+    loaded = anyrestore.load_model("default")
+    assert (
+        loaded.descriptor.architecture == "curve_nafnet" and anyrestore.load_model(None).path == loaded.path
+    )
+    ranking = tmp_path / "rank.tsv"
+    assert main(["mac", "--model", "default", "--method", "random", "-o", str(ranking), "--quiet"]) == 0
+    assert ranking.read_text().count("\n") > 10
+    capsys.readouterr()
+    crop = tmp_path / "crop.png"
+    write_image(crop, read_image(EXAMPLE).pixels[:, :96, :96])
+    assert main(["analyze", str(crop), "--model", "default"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{crop}: ") and "blur" in out and "JPEG" in out
+    assert main(["analyze", str(crop), "--model", "default", "-o", str(tmp_path / "maps")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert (
+        err
+        == "anyrestore analyze: error: default: this model has no segmentation head for per-pixel maps (-o)"
+    )
+    assert not (tmp_path / "maps").exists()
+    assert main(["info", "default"]) == 0 and "curve_nafnet" in capsys.readouterr().out
+
+
+def test_served_capabilities_agree_with_what_the_server_does() -> None:
+    """/api/models lists the embedded default model as able to analyze before anything loaded it, and
+    /api/analyze (the pool's analyze) indeed works on it."""
+    from anyrestore.serve import ModelPool
+
+    pool = ModelPool(device="cpu")
+    listed = {m["id"]: m for m in pool.describe()}
+    assert listed[DEFAULT_MODEL]["analyze"] is True
+    assert listed[DEFAULT_MODEL]["architecture"] == "curve_nafnet"
+    noisy = read_image(EXAMPLE).pixels[None][..., :64, :64]
+    assert {"JPEG", "blur"} <= set(pool.analyze(DEFAULT_MODEL, noisy))

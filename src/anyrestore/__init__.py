@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from anyrestore.inference import restore
-    from anyrestore.models.checkpoint import load_model
+    from anyrestore.models.zoo import resolve_model as load_model
 
 __all__ = ["__version__", "load_model", "restore"]
 
@@ -16,8 +16,9 @@ __all__ = ["__version__", "load_model", "restore"]
 def __getattr__(name: str) -> Any:
     # Lazy so that ``import anyrestore`` (and the CLI's --help) does not import torch and every model.
     if name == "load_model":
-        import anyrestore.models  # registers the architectures
-        from anyrestore.models.checkpoint import load_model
+        # What every --model takes: a checkpoint file, an embedded name (None: "default"), or an ABAIR
+        # bundle, loaded whole (adapters and estimator).
+        from anyrestore.models.zoo import resolve_model as load_model
 
         return load_model
     if name == "restore":

@@ -1,5 +1,7 @@
-"""``anyrestore analyze``: which degradations an image carries, per image (ABAIR's estimator) and per
-pixel (its segmentation head, drawn as a coloured overlay with a legend)."""
+"""``anyrestore analyze``: which degradations an image carries, per image (ABAIR's estimator, or the
+default model's stage estimates) and per pixel (an ABAIR segmentation head, drawn as a coloured overlay
+with a legend). ``--model`` takes what every command takes (a file or an embedded name); a model without
+the hook it needs is refused in one line before any image is read."""
 
 from __future__ import annotations
 
@@ -15,7 +17,14 @@ HELP = "print each image's degradation mix (ABAIR estimator) and write per-pixel
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
-    parser.add_argument("--model", required=True, metavar="BUNDLE", help="an ABAIR bundle (abair build)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="FILE|NAME",
+        help="a model with a degradation estimator: an ABAIR bundle (abair build), or an embedded model "
+        "name (default: the default model, which reports JPEG and blur; -o needs a bundle's "
+        "segmentation head)",
+    )
     parser.add_argument(
         "-o", "--output", default=None, metavar="DIR", help="write <name>_degradations.png overlays here"
     )
@@ -27,37 +36,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from anyrestore.inference import crop_to, pad_to_multiple, resolve_device, tiled_forward
+    from anyrestore.inference import (
+        crop_to,
+        find_analyzer,
+        find_segmenter,
+        pad_to_multiple,
+        resolve_device,
+        tiled_forward,
+    )
     from anyrestore.io import atomic_output, list_images, read_image, write_image
-    from anyrestore.methods.abair import load_bundle
     from anyrestore.methods.abair.overlay import render_overlay
+    from anyrestore.models.zoo import resolve_model
 
-    model = load_bundle(args.model, device=resolve_device(args.device))
-    if model.estimator is None:
-        raise AnyRestoreError(f"{args.model}: the bundle has no estimator yet (finish abair build)")
-    if args.output is not None and model.seg_head is None:
-        raise AnyRestoreError(f"{args.model}: the bundle has no segmentation head for per-pixel maps")
+    loaded = resolve_model(args.model, device=resolve_device(args.device))
+    name = args.model or "the default model"
+    analyze = find_analyzer(loaded)
+    if analyze is None:
+        raise AnyRestoreError(
+            f"{name}: this model has no degradation estimator (analyze needs an ABAIR bundle with "
+            "its estimator trained, or the default model)"
+        )
+    segmenter = find_segmenter(loaded) if args.output is not None else None
+    if args.output is not None and segmenter is None:
+        raise AnyRestoreError(f"{name}: this model has no segmentation head for per-pixel maps (-o)")
     paths = list_images(args.inputs)
     if not paths:
         raise AnyRestoreError("no images found in the given inputs")
-    device = next(model.parameters()).device
-    multiple = max(1, model.descriptor.size_multiple)
+    device = next(loaded.module.parameters()).device
+    multiple = max(1, loaded.descriptor.size_multiple)
     mixes: dict[str, dict[str, float]] = {}
     failures = 0
     for path in paths:
         try:
             x = read_image(path).pixels[None].to(device)
             with torch.no_grad():
-                mix = model.analyze(x)
+                mix = {k: float(v) for k, v in analyze(x).items()}
             mixes[str(path)] = mix
             shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(mix.items(), key=lambda kv: -kv[1]))
             print(f"{path}: {shown}")
-            if args.output is not None:
+            if segmenter is not None:
+                segment_logits, classes = segmenter
                 padded, size = pad_to_multiple(x, multiple)
                 with torch.no_grad():
-                    logits = tiled_forward(model.segment_logits, padded, tile=args.tile, multiple=multiple)
+                    logits = tiled_forward(segment_logits, padded, tile=args.tile, multiple=multiple)
                 index = crop_to(logits, size).argmax(1)[0]
-                overlay = render_overlay(x[0], index, model.seg_classes)
+                overlay = render_overlay(x[0], index, classes)
                 write_image(Path(args.output) / f"{path.stem}_degradations.png", overlay)
         except AnyRestoreError as exc:
             failures += 1

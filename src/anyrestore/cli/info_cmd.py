@@ -12,7 +12,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import anyrestore.methods.abair  # noqa: F401  (registers the ABAIR bundle loader)
     import anyrestore.models  # noqa: F401  (registers the architectures)
     from anyrestore.models import count_parameters
     from anyrestore.models.zoo import resolve_model

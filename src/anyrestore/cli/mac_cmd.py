@@ -18,7 +18,12 @@ DEFAULT_RATIOS = {"ram_swinir": 0.1, "swinir": 0.1}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="FILE", help="checkpoint (ours or a released one)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        metavar="FILE|NAME",
+        help="checkpoint file (ours or a released one) or embedded model name, e.g. default",
+    )
     parser.add_argument("--data", action="append", default=[], metavar="SPEC", help=DATA_HELP)
     parser.add_argument("--method", choices=("mac", "ig", "random"), default="mac", help="ranking method")
     parser.add_argument("--steps", type=int, default=200, help="path steps per image (default 200)")
@@ -47,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
         write_ranking,
     )
     from anyrestore.devices import resolve_device
-    from anyrestore.models.checkpoint import load_model
     from anyrestore.models.normalize import as_unit_range
+    from anyrestore.models.zoo import resolve_model
 
     for name in ("steps", "per_task", "batch"):
         if getattr(args, name) < 1:
             raise AttributionError(f"--{name.replace('_', '-')} must be at least 1")
     device = resolve_device(args.device)
-    loaded = load_model(args.model, device=device)
+    loaded = resolve_model(args.model, device=device)
     model = as_unit_range(loaded.module.float(), loaded.descriptor)
     ratio = args.ratio if args.ratio is not None else DEFAULT_RATIOS.get(loaded.descriptor.architecture, 0.3)
     meta = {"model": Path(args.model).name, "architecture": loaded.descriptor.architecture}

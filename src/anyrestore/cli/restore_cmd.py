@@ -67,7 +67,6 @@ def output_path(outdir: Path, source: Path, fmt: str, suffix: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    import anyrestore.methods.abair  # noqa: F401  (registers the ABAIR bundle loader)
     import anyrestore.models  # noqa: F401  (registers the architectures)
     from anyrestore.inference import Restorer
     from anyrestore.io import list_images, read_image, write_image

@@ -1,10 +1,17 @@
 """Models that ship inside the package, by name, and resolving ``--model FILE|NAME``.
 
 Nothing is ever downloaded: a name refers to a safetensors file in ``anyrestore/weights/``.
+:func:`resolve_model` is the one way every command (``restore``, ``serve``, ``analyze``, ``mac``,
+``info``, ``export``) and ``anyrestore.load_model`` open a model. Files that hold more than one network
+(an ABAIR bundle: backbone, adapters, estimator) are recognised by the formats listed in
+:data:`PLUGINS`, which :func:`load_plugins` imports; no registration happens as a side effect of
+importing anything.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from anyrestore.models.checkpoint import CheckpointError, LoadedModel, load_model
+from anyrestore.models.checkpoint import CHECKPOINT_SUFFIXES, CheckpointError, LoadedModel, load_model
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,31 @@ register_embedded(
 )
 
 
-# Methods whose files hold more than one network (an ABAIR bundle: backbone, adapters, estimator) register
-# how to recognise and load them; resolve_model tries these before the plain checkpoint loader.
-SPECIAL_LOADERS: list[tuple[Callable[[Path], bool], Callable[..., LoadedModel]]] = []
+@dataclass(frozen=True)
+class FormatPlugin:
+    """A file format that holds more than one network: how to recognise a file and load it whole."""
+
+    name: str
+    recognises: Callable[[Path], bool]
+    load: Callable[..., LoadedModel]  # load(path, device=...) -> LoadedModel
 
 
-def register_loader(recognises: Callable[[Path], bool], load: Callable[..., LoadedModel]) -> None:
-    """Let ``resolve_model`` open files that ``recognises`` accepts with ``load(path, device=...)``."""
-    SPECIAL_LOADERS.append((recognises, load))
+# The one list of such formats, as "module:attribute" of a FormatPlugin. The methods build on the models,
+# so the models name them here rather than import them; load_plugins() imports them when a file is opened.
+PLUGINS: tuple[str, ...] = ("anyrestore.methods.abair.bundle:BUNDLE_FORMAT",)
+
+
+@functools.cache
+def load_plugins() -> tuple[FormatPlugin, ...]:
+    """The :class:`FormatPlugin` objects that :data:`PLUGINS` names, in order (imported once)."""
+    plugins = []
+    for entry in PLUGINS:
+        module, _, attribute = entry.partition(":")
+        plugin = getattr(importlib.import_module(module), attribute)
+        if not isinstance(plugin, FormatPlugin):
+            raise TypeError(f"{entry} is not a FormatPlugin")
+        plugins.append(plugin)
+    return tuple(plugins)
 
 
 def weights_dir() -> Path:
@@ -67,20 +91,32 @@ def embedded_path(name: str) -> Path:
     return path
 
 
-def resolve_model(
-    spec: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu"
+def _load_file(
+    path: Path, device: str | torch.device, architecture: str | None, prefer_ema: bool
 ) -> LoadedModel:
-    """Load ``spec``: an existing checkpoint path, or the name of an embedded model (default: the default)."""
+    for plugin in load_plugins():
+        if plugin.recognises(path):
+            return plugin.load(path, device=device)
+    return load_model(path, device=device, architecture=architecture, prefer_ema=prefer_ema)
+
+
+def resolve_model(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    architecture: str | None = None,
+    prefer_ema: bool = True,
+) -> LoadedModel:
+    """Load ``spec``: an existing checkpoint path, or the name of an embedded model (default: the default).
+
+    A file of a :data:`PLUGINS` format loads whole (an ABAIR bundle as its blended model, adapters and
+    estimator included); any other goes to the checkpoint loader (``architecture``, ``prefer_ema``).
+    """
     if spec is None:
         spec = DEFAULT_MODEL
     path = Path(spec)
     if path.exists():
-        for recognises, load in SPECIAL_LOADERS:
-            if recognises(path):
-                return load(path, device=device)
-        return load_model(path, device=device)
-    if isinstance(spec, str) and spec in EMBEDDED:
-        return load_model(embedded_path(spec), device=device)
-    if path.suffix.lower() in (".pth", ".pt", ".ckpt", ".safetensors", ".bin"):
+        return _load_file(path, device, architecture, prefer_ema)
+    if str(spec) not in EMBEDDED and path.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise CheckpointError(f"{path}: no such file")
-    return load_model(embedded_path(str(spec)), device=device)
+    return _load_file(embedded_path(str(spec)), device, architecture, prefer_ema)

@@ -1,15 +1,15 @@
 """The models a server offers: listed up front, loaded once on first use, run one request at a time.
 
-The optional degradation-analysis hook: a model whose loaded object (the :class:`LoadedModel`, its
-module, or the bare network inside normalisation / DDP wrappers) has a callable ``analyze(image)``
-taking a (1, 3, H, W) float tensor in [0, 1] on the model's device and returning a mapping of
-degradation name to weight, gets its analysis shown; any other model simply has none.
+The optional degradation-analysis hook (``analyze(image)``, found by
+:func:`anyrestore.inference.hooks.find_analyzer`, as ``anyrestore analyze`` finds it): a model that has
+it gets its analysis shown; any other model simply has none. ``/api/models`` reports it for every model,
+loading a model not yet loaded to find out, so the list and ``/api/analyze`` always agree.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,9 @@ import torch
 
 from anyrestore.errors import AnyRestoreError
 from anyrestore.inference import Restorer
+from anyrestore.inference.hooks import find_analyzer
 from anyrestore.models.checkpoint import LoadedModel
-from anyrestore.models.normalize import bare_model
 from anyrestore.serve.errors import ServeError
-
-Analyzer = Callable[[torch.Tensor], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -33,15 +31,6 @@ class ModelEntry:
     label: str
     description: str
     spec: str | None  # for resolve_model; None for models added already loaded
-
-
-def find_analyzer(loaded: LoadedModel) -> Analyzer | None:
-    """The model's ``analyze`` callable, if it has a degradation estimator; else ``None``."""
-    for obj in (loaded, loaded.module, bare_model(loaded.module)):
-        analyze = getattr(obj, "analyze", None)
-        if callable(analyze):
-            return analyze
-    return None
 
 
 def _as_weights(result: Any) -> dict[str, float]:
@@ -140,43 +129,48 @@ class ModelPool:
         return list(self._entries.values())
 
     def describe(self) -> list[dict[str, Any]]:
-        """The JSON the page lists; ``analyze`` is null until a model has been loaded."""
+        """The JSON the page lists: each model with its architecture and whether ``/api/analyze`` works
+        on it (models not loaded yet are loaded to find out, so the answer is never a guess)."""
         out = []
-        for entry in self._entries.values():
-            loaded = self._loaded.get(entry.id)
-            out.append(
-                {
-                    "id": entry.id,
-                    "label": entry.label,
-                    "description": entry.description,
-                    "default": entry.id == self.default_id,
-                    "architecture": loaded.descriptor.architecture if loaded else None,
-                    "analyze": (find_analyzer(loaded) is not None) if loaded else None,
-                }
-            )
+        with self._lock:
+            for entry in self._entries.values():
+                loaded = self._load(entry.id)
+                out.append(
+                    {
+                        "id": entry.id,
+                        "label": entry.label,
+                        "description": entry.description,
+                        "default": entry.id == self.default_id,
+                        "architecture": loaded.descriptor.architecture,
+                        "analyze": find_analyzer(loaded) is not None,
+                    }
+                )
         return out
 
     # ------------------------------------------------------------------ running
 
-    def _restorer(self, model_id: str) -> Restorer:
-        """The cached :class:`Restorer` of ``model_id``, built on first use; call with the lock held."""
+    def _load(self, model_id: str) -> LoadedModel:
+        """The :class:`LoadedModel` of ``model_id``, loaded on first use; call with the lock held."""
         from anyrestore.models.zoo import resolve_model
 
         if model_id not in self._entries:
             known = ", ".join(self._entries) or "none"
             raise ServeError(f"unknown model {model_id!r} (available: {known})", 404)
+        if model_id not in self._loaded:
+            self._loaded[model_id] = resolve_model(self._entries[model_id].spec, device="cpu")
+        return self._loaded[model_id]
+
+    def _restorer(self, model_id: str) -> Restorer:
+        """The cached :class:`Restorer` of ``model_id``, built on first use; call with the lock held."""
         if model_id not in self._restorers:
-            if model_id not in self._loaded:
-                self._loaded[model_id] = resolve_model(self._entries[model_id].spec, device="cpu")
             self._restorers[model_id] = Restorer(
-                self._loaded[model_id], device=self.device, precision=self.precision, tile=self.tile
+                self._load(model_id), device=self.device, precision=self.precision, tile=self.tile
             )
         return self._restorers[model_id]
 
     def has_analyzer(self, model_id: str) -> bool:
         with self._lock:
-            self._restorer(model_id)
-            return find_analyzer(self._loaded[model_id]) is not None
+            return find_analyzer(self._load(model_id)) is not None
 
     def restore(self, model_id: str, pixels: torch.Tensor) -> torch.Tensor:
         """Restore a (1, 3, H, W) [0, 1] batch with ``model_id``; returns it on the CPU."""
@@ -186,10 +180,10 @@ class ModelPool:
     def analyze(self, model_id: str, pixels: torch.Tensor) -> dict[str, float]:
         """Degradation weights of a (1, 3, H, W) [0, 1] image, largest first."""
         with self._lock:
-            restorer = self._restorer(model_id)
-            analyzer = find_analyzer(self._loaded[model_id])
+            analyzer = find_analyzer(self._load(model_id))
             if analyzer is None:
                 raise ServeError(f"model {model_id!r} has no degradation estimator", 409)
+            restorer = self._restorer(model_id)  # puts the model on its device
             with torch.no_grad():
                 result = analyzer(pixels.to(restorer.device, torch.float32))
         return _as_weights(result)

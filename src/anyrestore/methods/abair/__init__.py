@@ -36,7 +36,6 @@ from anyrestore.methods.abair.synthesis import (
     parse_degradations,
     parse_variant,
 )
-from anyrestore.models.zoo import register_loader
 
 __all__ = [
     "BLEND_MODES",
@@ -64,5 +63,3 @@ __all__ = [
     "save_bundle",
     "write_bundle",
 ]
-
-register_loader(is_bundle, load_bundle_model)  # anyrestore restore / info / serve --model BUNDLE

@@ -3,8 +3,9 @@
 Tensors:
 
 - ``params.<key>``: the frozen Phase I backbone, exactly as :func:`anyrestore.models.save_model` writes
-  a model, so any loader that knows nothing of ABAIR (``anyrestore restore --model``, ``load_model``)
-  still opens the file as the plain Phase I restorer;
+  a model, so the bare checkpoint loader (:func:`anyrestore.models.checkpoint.load_model`) still opens
+  the file as the plain Phase I restorer; every ``--model`` and ``anyrestore.load_model`` go through
+  :func:`anyrestore.models.zoo.resolve_model`, which loads the whole blended model (:data:`BUNDLE_FORMAT`);
 - ``abair.adapter.<name>.<key>``: each adapter under the key names of a single-LoRA adapter file;
 - ``abair.seg_head.<key>``, ``abair.estimator.<key>``: the two classifiers.
 
@@ -34,6 +35,7 @@ from anyrestore.methods.abair.heads import DegradationEstimator, SegHead
 from anyrestore.methods.abair.model import BLEND_MODES, ABAIRModel, AdapterInfo, LoRAConfig
 from anyrestore.models.checkpoint import CheckpointError, LoadedModel, load_strict
 from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.zoo import FormatPlugin
 
 BUNDLE_KEY = "anyrestore.abair"
 FORMAT_VERSION = 1
@@ -241,6 +243,11 @@ def load_bundle_model(path: str | os.PathLike[str], *, device: str | torch.devic
     """A bundle as the :class:`LoadedModel` that ``Restorer`` and the web demo take (``analyze`` included)."""
     model = load_bundle(path, device=device)
     return LoadedModel(model, model.loaded_descriptor(), Path(path), "abair")
+
+
+# Named in anyrestore.models.zoo.PLUGINS: how resolve_model (every --model, anyrestore.load_model) opens
+# a bundle whole rather than as its bare Phase I backbone.
+BUNDLE_FORMAT = FormatPlugin("abair", is_bundle, load_bundle_model)
 
 
 def model_bundle(model: ABAIRModel, *, recipe: dict[str, Any] | None = None) -> Bundle:

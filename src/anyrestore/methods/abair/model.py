@@ -208,6 +208,16 @@ class ABAIRModel(nn.Module):
         with torch.no_grad():
             return self.estimator.probabilities(x)
 
+    @property
+    def can_analyze(self) -> bool:
+        """Whether :meth:`analyze` works (an estimator is attached); see :mod:`anyrestore.inference.hooks`."""
+        return self.estimator is not None
+
+    @property
+    def can_segment(self) -> bool:
+        """Whether :meth:`segment_logits` works (a segmentation head is attached)."""
+        return self.seg_head is not None
+
     def analyze(self, image: torch.Tensor) -> dict[str, float]:
         """Degradation mix of one (1, 3, H, W) image in [0, 1]: class -> probability (the web demo's hook)."""
         p = self.probabilities(image[:1])[0].tolist()
