@@ -9,6 +9,9 @@ from pathlib import Path
 from anyrestore.errors import AnyRestoreError
 
 HELP = "restore images (files, folders, globs) with the default model or --model FILE|NAME"
+# Largest image restored, as ``serve`` accepts (serve.app.DEFAULT_MAX_PIXELS): a 169-megapixel PNG
+# reached 6.9 GB of memory before restoring started. Kept here so that --help imports nothing heavy.
+MAX_MEGAPIXELS = 50
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output file format; keep: the input's own (default)",
     )
     parser.add_argument("--suffix", default="", help="text added to each output name, e.g. _restored")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that exist already (default: refuse)"
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=MAX_MEGAPIXELS,
+        help=f"larger images are reported and skipped (default {MAX_MEGAPIXELS:g}, as serve)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -68,13 +80,31 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     import anyrestore.models  # noqa: F401  (registers the architectures)
+    from anyrestore.cli.outputs import check_output_folder, check_outputs
     from anyrestore.inference import Restorer
+    from anyrestore.inference.restorer import MIN_TILE, InferenceError, check_tiling, resolve_device
     from anyrestore.io import list_images, read_image, write_image
     from anyrestore.models.zoo import resolve_model
 
-    paths = list_images(args.inputs)
+    # Everything that can be checked without the model is checked before it loads.
+    check_tiling(args.tile, args.tile_overlap, minimum=MIN_TILE)
+    if not args.max_megapixels > 0:
+        raise AnyRestoreError(f"--max-megapixels {args.max_megapixels:g}: must be above 0")
+    max_pixels = int(args.max_megapixels * 1e6)
+    device = resolve_device(args.device)
+    problems: list[AnyRestoreError] = []
+    paths = list_images(args.inputs, problems=problems)
+    for problem in problems:
+        print(f"anyrestore restore: error: {problem}", file=sys.stderr)
     if not paths:
+        if problems:
+            return 1
         raise AnyRestoreError("no images found in the given inputs")
+    outdir = Path(args.output)
+    check_output_folder(outdir)
+    targets = {path: output_path(outdir, path, args.format, args.suffix) for path in paths}
+    check_outputs(targets, inputs=paths, overwrite=args.overwrite)
+
     if args.adapter is None:
         loaded = resolve_model(args.model)
     else:
@@ -83,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         loaded = load_adapted(args.model, args.adapter)
     restorer = Restorer(
         loaded,
-        device=args.device,
+        device=device,
         precision=args.precision,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
@@ -91,16 +121,15 @@ def run(args: argparse.Namespace) -> int:
         channels_last=args.channels_last,
         compile=args.compile,
     )
-    outdir = Path(args.output)
-    inputs = {p.resolve() for p in paths}
-    failures = 0
+    failures = len(problems)
     for path in tqdm(paths, desc="restore", unit="img", disable=args.quiet):
-        target = output_path(outdir, path, args.format, args.suffix)
+        target = targets[path]
         try:
-            if target.resolve() in inputs:
-                raise AnyRestoreError(f"{target}: refusing to overwrite an input file (use -o or --suffix)")
-            image = read_image(path)
-            restored = image.with_pixels(restorer(image.pixels))
+            image = read_image(path, max_pixels=max_pixels)
+            try:
+                restored = image.with_pixels(restorer(image.pixels, jpeg_tables=image.jpeg_tables))
+            except InferenceError as exc:  # about the model, not the file: say which image it was
+                raise AnyRestoreError(f"{path}: {exc}") from None
             bit_depth = restored.bit_depth if target.suffix.lower() in (".png", ".tif", ".tiff") else 8
             alpha = restored.alpha if target.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
             write_image(
@@ -114,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         except AnyRestoreError as exc:
             failures += 1
             tqdm.write(f"anyrestore restore: error: {exc}", file=sys.stderr)
-    done = len(paths) - failures
+    done = len(paths) - (failures - len(problems))
     if not args.quiet:
-        print(f"restored {done} of {len(paths)} image(s) into {outdir}", file=sys.stderr)
+        total = len(paths) + len(problems)
+        print(f"restored {done} of {total} input(s) into {outdir}", file=sys.stderr)
     return 1 if failures else 0
