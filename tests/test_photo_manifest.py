@@ -168,3 +168,31 @@ def test_cache_write_is_atomic_and_stamped(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(OSError, match="disk full"):
         pm.write_cached(image, entry, tmp_path)
     assert list((tmp_path / "test").iterdir()) == []  # neither the photo nor a temporary file
+
+
+def test_build_script_is_idempotent_and_refuses_a_bad_hash(
+    tmp_path: Path, entries: list[pm.PhotoEntry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_photo_cache.py"
+    spec = importlib.util.spec_from_file_location("build_photo_cache", script)
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    coffee = next(e for e in entries if e.id == "skimage-coffee")  # read from the installed wheel
+    manifest, cache = tmp_path / "photos.tsv", tmp_path / "cache"
+    pm.write_manifest([coffee], manifest)
+    argv = ["--manifest", str(manifest), "--cache", str(cache), "--sources", str(tmp_path / "sources")]
+    (cache / "test").mkdir(parents=True)
+    (cache / "test" / "not-listed.png").write_bytes(b"")
+    assert build.main(argv) == 0
+    assert pm.photo_files(cache, "test") == [cache / "test" / "skimage-coffee.png"]
+    assert build.main(argv) == 0
+    assert "1 were cached already" in capsys.readouterr().out
+    bad = pm.PhotoEntry(**{**coffee.__dict__, "sha256": "0" * 64})
+    pm.write_manifest([bad], manifest)
+    capsys.readouterr()
+    assert build.main(argv) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert any(line.startswith("error: ") and "coffee.png: sha256" in line for line in error)
