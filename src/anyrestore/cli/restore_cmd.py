@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
     import anyrestore.models  # noqa: F401  (registers the architectures)
     from anyrestore.cli.outputs import check_output_folder, check_outputs
+    from anyrestore.devices import resolve_device
     from anyrestore.inference import Restorer
-    from anyrestore.inference.restorer import MIN_TILE, InferenceError, check_tiling, resolve_device
+    from anyrestore.inference.restorer import MIN_TILE, InferenceError, check_tiling
     from anyrestore.io import list_images, read_image, write_image
     from anyrestore.models.zoo import resolve_model
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from anyrestore.devices import resolve_device
 from anyrestore.errors import AnyRestoreError
 from anyrestore.inference.padding import crop_to, pad_to_multiple
 from anyrestore.inference.tiling import tiled_forward
@@ -43,30 +44,6 @@ def _is_oom(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` picks CUDA when available; a malformed name (``gpu0``), an unavailable device
-    or a device index past the last is a one-line :class:`InferenceError`."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise InferenceError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)") from None
-    if resolved.type == "cpu":
-        return resolved
-    backend = getattr(torch, resolved.type, None)
-    if not callable(getattr(backend, "is_available", None)):
-        raise InferenceError(f"device {device!r} is not supported (use auto, cpu, cuda, cuda:N or mps)")
-    if not backend.is_available():
-        raise InferenceError(f"device {resolved.type!r} requested but no {resolved.type} device is available")
-    count = backend.device_count() if callable(getattr(backend, "device_count", None)) else 1
-    if resolved.index is not None and resolved.index >= count:
-        raise InferenceError(
-            f"device {str(resolved)!r} requested but there are {count} {resolved.type} device(s)"
-        )
-    return resolved
 
 
 def check_tiling(tile: int | None, overlap: int, minimum: int = 1) -> None:
