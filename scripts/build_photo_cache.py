@@ -39,10 +39,14 @@ from anyrestore.data.photo_manifest import (
 )
 
 CACHE = Path.home() / ".cache" / "anyrestore"
+_FAILED: dict[str, str] = {}
 
 
 def _run(command: list[str], cwd: Path) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    try:
+        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    except OSError as error:
+        raise ManifestError(f"{command[0]}: {error.strerror} (needed to fetch the sources)") from None
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["(no output)"]
         raise ManifestError(f"{' '.join(command)} failed: {tail[0]}")
@@ -98,7 +102,14 @@ def source_bytes(entry: PhotoEntry, sources: Path) -> tuple[bytes, str]:
             return local.read_bytes(), str(local)
         wheel = wheel_for(entry.package, entry.version, sources)
         return read_from_wheel(wheel, entry), f"{wheel}!{entry.path}"
-    extract_debian(entry.package, entry.version, sources)
+    key = f"{entry.package}={entry.version}"
+    if key in _FAILED:  # one failed fetch per package, not one per photo
+        raise ManifestError(f"{_FAILED[key]} ({entry.id})")
+    try:
+        extract_debian(entry.package, entry.version, sources)
+    except ManifestError as error:
+        _FAILED[key] = str(error)
+        raise ManifestError(f"{error} ({entry.id})") from None
     path = debian_file(entry, sources)
     if not path.is_file():
         raise ManifestError(f"{path}: missing from package {entry.package} {entry.version} ({entry.id})")
