@@ -243,6 +243,78 @@ def test_concurrent_restores_are_safe(server: Any, photo_png: bytes) -> None:
     assert len({body for _, body in results}) == 1
 
 
+def test_null_origin_is_refused(server: Any, photo_png: bytes) -> None:
+    """A sandboxed frame or a file: page sends ``Origin: null``; that is not this server's page."""
+    status, _, body = request(
+        server, "/api/restore", files={"image": ("p.png", photo_png)}, headers={"Origin": "null"}
+    )
+    assert status == 403 and "cross-origin" in json_error(403, body)
+    same = f"http://127.0.0.1:{server.port}"
+    status, _, _ = request(
+        server, "/api/restore", files={"image": ("p.png", photo_png)}, headers={"Origin": same}
+    )
+    assert status == 200
+
+
+def _raw(server: Any, data: bytes, timeout: float = 10) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=timeout)
+    sock.sendall(data)
+    return sock
+
+
+def test_oversized_upload_is_answered_before_its_body(server: Any) -> None:
+    """The 413 comes at once, from the headers alone: the server does not first wait for the body."""
+    head = (
+        f"POST /api/restore HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {10**10}\r\n\r\n"
+    )
+    with _raw(server, head.encode() + b"--x\r\n") as sock:
+        start = time.monotonic()
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+        assert time.monotonic() - start < 3
+    assert request(server, "/api/models")[0] == 200
+
+
+def test_stalled_clients_time_out(server: Any) -> None:
+    """A client that stops sending (headers or body) loses its connection instead of holding a thread."""
+    server.request_timeout = 0.5
+    try:
+        stalls = [
+            f"POST /api/restore HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n",  # headers never end
+            # the body stops short of its Content-Length
+            f"POST /api/restore HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Content-Type: multipart/form-data; boundary=x\r\nContent-Length: 1000\r\n\r\n--x\r\n",
+        ]
+        for stall in stalls:
+            with _raw(server, stall.encode(), timeout=5) as sock:
+                start = time.monotonic()
+                while sock.recv(4096):  # until the server closes (a timeout here fails the test)
+                    pass
+                assert time.monotonic() - start < 4
+    finally:
+        server.request_timeout = 60.0
+    assert request(server, "/api/models")[0] == 200
+
+
+def test_one_upload_restores_and_analyzes(server: Any, photo_png: bytes) -> None:
+    form = {"model": "estimator", "analyze": "1"}
+    status, headers, _ = request(server, "/api/restore", fields=form, files={"image": ("p.png", photo_png)})
+    assert status == 200 and headers["X-Anyrestore-Analyze"] == "1"
+    assert json.loads(headers["X-Anyrestore-Weights"]) == pytest.approx(ESTIMATE)
+    # Without the request, or for a model without an estimator, no weights are computed or sent.
+    status, headers, _ = request(
+        server, "/api/restore", fields={"model": "estimator"}, files={"image": ("p.png", photo_png)}
+    )
+    assert status == 200 and "X-Anyrestore-Weights" not in headers
+    form = {"model": "tiny.safetensors", "analyze": "1"}
+    status, headers, _ = request(server, "/api/restore", fields=form, files={"image": ("p.png", photo_png)})
+    assert status == 200 and "X-Anyrestore-Weights" not in headers
+    # The page asks for both in its one restore request and never uploads the image a second time.
+    status, _, script = request(server, "/static/app.js")
+    assert b'form.append("analyze", "1")' in script and b"api/analyze" not in script
+
+
 def test_multipart_parser_keeps_binary_bytes() -> None:
     data = bytes(range(256)) * 4 + b"\r\n--not-the-boundary\r\n\r\n"
     body, content_type = multipart({"model": "m"}, {"image": ("é.png", data)})

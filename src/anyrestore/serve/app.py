@@ -1,10 +1,13 @@
 """The local web app: a self-contained page and a small JSON/PNG API on the standard library's server.
 
 Routes: ``GET /`` (the page), ``GET /static/app.js|app.css``, ``GET /api/models``, ``POST /api/restore``
-(multipart ``image`` + ``model`` -> PNG) and ``POST /api/analyze`` (same form -> JSON degradation
-weights, for models with an estimator). Errors are JSON ``{"error": one line, "status": code}``.
+(multipart ``image`` + ``model`` -> PNG; with ``analyze=1`` a model with an estimator also sends its
+degradation weights as JSON in ``X-Anyrestore-Weights``, so one upload serves both) and
+``POST /api/analyze`` (same form -> JSON weights). Errors are JSON ``{"error": one line, "status": code}``.
 The server binds to 127.0.0.1 unless told otherwise and answers only requests addressed to the host it
-serves (so a web page cannot reach it through DNS rebinding), and only same-origin uploads.
+serves (so a web page cannot reach it through DNS rebinding), and only same-origin uploads (``Origin:
+null`` included among the refused). Every socket read and write times out (a stalled client frees its
+thread), and a refused upload is answered before its body is read.
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from anyrestore.serve.pool import ModelPool
 DEFAULT_MAX_UPLOAD = 64_000_000
 DEFAULT_MAX_PIXELS = 50_000_000
 FORM_OVERHEAD = 64 << 10  # multipart headers and the model field, beyond the image itself
-DRAIN_LIMIT = 256 << 20  # read and discard an oversized body up to this, so the client sees the 413
+DRAIN_LIMIT = 256 << 20  # after refusing an upload, read and drop at most this much of its body...
+DRAIN_SECONDS = 5.0  # ...for at most this long, so a client still sending can read the answer
+REQUEST_TIMEOUT = 60.0  # seconds any one socket read or write may wait
 LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 WILDCARD = {"", "0.0.0.0", "::"}
 STATIC = {
@@ -71,10 +76,12 @@ class RestoreServer(ThreadingHTTPServer):
         max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         quiet: bool = False,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self.pool = pool
         self.max_upload_bytes = max_upload_bytes
         self.max_pixels = max_pixels
+        self.request_timeout = request_timeout
         self.quiet = quiet
         self.static = load_static()
         if ":" in address[0]:
@@ -112,13 +119,19 @@ def create_server(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     quiet: bool = False,
+    request_timeout: float = REQUEST_TIMEOUT,
 ) -> RestoreServer:
     """Bind a :class:`RestoreServer` (``port=0`` picks a free port); call ``serve_forever()`` to run it."""
     if not pool.entries:
         raise ServeError("no models to serve: this installation embeds none; pass --model FILE")
     try:
         return RestoreServer(
-            (host, port), pool, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels, quiet=quiet
+            (host, port),
+            pool,
+            max_upload_bytes=max_upload_bytes,
+            max_pixels=max_pixels,
+            quiet=quiet,
+            request_timeout=request_timeout,
         )
     except OSError as exc:
         raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
@@ -133,6 +146,11 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     # ------------------------------------------------------------------ plumbing
+
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # applied to the socket by the base class
+        self.body_pending = False  # a POST body not read yet (drained after the answer)
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         if not self.server.quiet:
@@ -167,10 +185,11 @@ class Handler(BaseHTTPRequestHandler):
             if self.command == "POST":
                 self.close_connection = True  # the body may be unread; never parse it as a request
             self._error(exc.status, str(exc))
+            self._drain_pending_body()
         except AnyRestoreError as exc:
             self._error(500, str(exc))
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True  # the client left or stalled: nobody to answer
         except Exception as exc:  # noqa: BLE001 - reported as a one-line 500, traceback to the log
             traceback.print_exc(file=sys.stderr)
             self._error(500, f"internal error: {type(exc).__name__}: {exc}")
@@ -179,6 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         self._handle(self._get)
 
     def do_POST(self) -> None:  # noqa: N802
+        self.body_pending = True
         self._handle(self._post)
 
     # ------------------------------------------------------------------ routes
@@ -206,13 +226,12 @@ class Handler(BaseHTTPRequestHandler):
     def _post(self) -> None:
         path = urlsplit(self.path).path
         if path not in ("/api/restore", "/api/analyze"):
-            self._discard_body()
             raise RequestError(404, f"no such endpoint: {path}")
         origin = self.headers.get("Origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != self.headers.get("Host"):
-            self._discard_body()
+        # "null" (a sandboxed frame, a file: page, a redirect) is another origin too
+        if origin is not None and urlsplit(origin).netloc != self.headers.get("Host"):
             raise RequestError(403, "cross-origin uploads are refused")
-        model_id, part = self._upload()
+        model_id, part, fields = self._upload()
         with tempfile.TemporaryDirectory(prefix="anyrestore-serve-") as tmp:
             image = self._decode(part, Path(tmp))
             if path == "/api/analyze":
@@ -229,6 +248,9 @@ class Handler(BaseHTTPRequestHandler):
             "X-Anyrestore-Seconds": f"{seconds:.3f}",
             "X-Anyrestore-Analyze": "1" if analyze else "0",
         }
+        if analyze and _field(fields, "analyze") == "1":
+            weights = self.server.pool.analyze(model_id, image.pixels[None])
+            headers["X-Anyrestore-Weights"] = json.dumps(weights, ensure_ascii=True)
         self._send(200, png, "image/png", headers)
 
     # ------------------------------------------------------------------ uploads
@@ -245,26 +267,34 @@ class Handler(BaseHTTPRequestHandler):
             raise RequestError(400, f"invalid Content-Length {value!r}")
         return length
 
-    def _discard_body(self) -> None:
-        """Read and drop the body (up to a bound) so that the client gets to read our answer."""
+    def _drain_pending_body(self) -> None:
+        """After answering a refused upload: drop what the client still sends of its body, within
+        ``DRAIN_LIMIT`` bytes and ``DRAIN_SECONDS``, so that a client that writes the whole body before
+        reading gets to read the answer; then the connection closes."""
+        if not self.body_pending:
+            return
+        self.body_pending = False
         self.close_connection = True
         try:
             remaining = min(self._content_length(), DRAIN_LIMIT)
-        except RequestError:
-            return
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 1 << 20))
-            if not chunk:
-                break
-            remaining -= len(chunk)
+            self.wfile.flush()
+            deadline = time.monotonic() + DRAIN_SECONDS
+            while remaining > 0 and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(min(left, self.server.request_timeout))
+                chunk = self.rfile.read1(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+        except (RequestError, OSError):
+            pass
 
-    def _upload(self) -> tuple[str, Part]:
-        """The model id and the image part of a multipart upload, within the size limit."""
+    def _upload(self) -> tuple[str, Part, dict[str, Part]]:
+        """The model id, the image part and all fields of a multipart upload, within the size limit."""
         length = self._content_length()
         limit = self.server.max_upload_bytes
         if length > limit + FORM_OVERHEAD:
-            self._discard_body()
             raise RequestError(413, f"upload too large: {length / 1e6:.1f} MB (limit {limit / 1e6:.1f} MB)")
+        self.body_pending = False
         body = self.rfile.read(length)
         if len(body) != length:
             self.close_connection = True
@@ -278,9 +308,8 @@ class Handler(BaseHTTPRequestHandler):
         if len(image.data) > limit:
             size = len(image.data) / 1e6
             raise RequestError(413, f"upload too large: {size:.1f} MB (limit {limit / 1e6:.1f} MB)")
-        model = fields.get("model")
-        model_id = model.data.decode("utf-8", "replace").strip() if model else ""
-        return model_id or (self.server.pool.default_id or ""), image
+        model_id = _field(fields, "model")
+        return model_id or (self.server.pool.default_id or ""), image, fields
 
     def _decode(self, part: Part, folder: Path) -> ImageData:
         """Read the uploaded bytes as an image; errors name the uploaded file, not our temporary one."""
@@ -298,6 +327,12 @@ class Handler(BaseHTTPRequestHandler):
         """The restored image as PNG bytes, keeping bit depth, alpha, grayscale and colour profile."""
         write_image(path, image)
         return path.read_bytes()
+
+
+def _field(fields: dict[str, Part], name: str) -> str:
+    """A text field of a form, stripped; empty when absent."""
+    part = fields.get(name)
+    return part.data.decode("utf-8", "replace").strip() if part else ""
 
 
 def serve_until_interrupted(server: RestoreServer) -> None:

@@ -127,6 +127,7 @@ async function restore() {
   const form = new FormData();
   form.append("model", select.value);
   form.append("image", state.file, state.file.name);
+  form.append("analyze", "1"); // a model with an estimator sends its weights with the image
   clearResult();
   setBusy(true);
   setStatus(`Restoring with ${label}`, "busy");
@@ -136,11 +137,8 @@ async function restore() {
     showResult(await response.blob());
     const seconds = Number(response.headers.get("X-Anyrestore-Seconds") || 0);
     setStatus(`Restored with ${label} in ${seconds.toFixed(1)} s.`, "done");
-    if (response.headers.get("X-Anyrestore-Analyze") === "1") {
-      const analysis = await fetch("api/analyze", { method: "POST", body: form });
-      if (!analysis.ok) throw new Error(`analysis failed: ${await errorMessage(analysis)}`);
-      showAnalysis((await analysis.json()).weights);
-    }
+    const weights = response.headers.get("X-Anyrestore-Weights");
+    if (weights) showAnalysis(JSON.parse(weights));
   } catch (err) {
     setStatus(err.message, "error");
   } finally {
