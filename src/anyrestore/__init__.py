@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from anyrestore.inference import restore
+    from anyrestore.inference import Restorer, restore
     from anyrestore.models.zoo import resolve_model as load_model
 
-__all__ = ["__version__", "load_model", "restore"]
+__all__ = ["Restorer", "__version__", "load_model", "restore"]
 
 
 def __getattr__(name: str) -> Any:
@@ -26,4 +26,9 @@ def __getattr__(name: str) -> Any:
         from anyrestore.inference import restore
 
         return restore
+    if name == "Restorer":
+        import anyrestore.models  # noqa: F401
+        from anyrestore.inference import Restorer
+
+        return Restorer
     raise AttributeError(f"module 'anyrestore' has no attribute {name!r}")
