@@ -23,6 +23,16 @@ from anyrestore.inference.tiling import tiled_forward
 from anyrestore.models.checkpoint import LoadedModel
 from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.models.normalize import as_unit_range
+from anyrestore.models.side import (
+    JPEG_BLOCK,
+    SIDE_DIM,
+    encode_side,
+    has_tables,
+    side_from_pixels,
+    takes_side,
+    transpose_side,
+    whole_image_context,
+)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MIN_TILE = 64
@@ -150,6 +160,10 @@ class Restorer:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         self._forward_module: nn.Module = torch.compile(module) if self.options.compile else module
+        # What the model takes besides pixels (models/side.py decides): JPEG side information, and the
+        # whole image's conditioning, handed back to every tile.
+        self.takes_side = takes_side(module)
+        self._context = whole_image_context(module)
         self.ensemble = ensemble_mode(self.options.self_ensemble, descriptor)
         self._tile = self.options.tile
         if self._tile is None:
@@ -178,26 +192,30 @@ class Restorer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         """One forward pass on an input whose sides are already multiples of the size multiple."""
-        return self._run(self._forward_module, x)
+        return self._run(self._forward_module, x, **inputs)
 
-    def _run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, module: nn.Module, x: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
         """``module`` (the model, or one stage of a model that splits for tiling: ``tiling_stages``) on
-        ``x`` with the inference options: memory format, no gradients, precision; float32 out."""
+        ``x`` (and ``inputs``: side information) with the inference options: memory format, no gradients,
+        precision; float32 out."""
         if self.options.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), self._autocast():
-            return module(x).float()
+            return module(x, **inputs).float()
 
-    def _restore_once(self, x: torch.Tensor) -> torch.Tensor:
+    def _restore_once(self, x: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
         """Pad the whole image to the size multiple, run it (whole or in tiles, self-ensembled or not),
-        crop back; on out-of-memory halve the tile and try again."""
-        padded, size = pad_to_multiple(x, self.multiple)
+        crop back; on out-of-memory halve the tile and try again.
+
+        With JPEG tables in ``side`` the padded sides are also multiples of the 8-pixel block, so that
+        the flips of the ensemble and the tile origins keep the block grid where the tables say it is."""
+        padded, size = pad_to_multiple(x, self._step(side))
         while True:
             tile = self.tile
             try:
-                return crop_to(self._restore_padded(padded, tile), size, self.scale)
+                return crop_to(self._restore_padded(padded, tile, side, x), size, self.scale)
             except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -210,7 +228,13 @@ class Restorer:
                     ) from None
                 self._tile = current // 2
 
-    def _restore_padded(self, padded: torch.Tensor, tile: int) -> torch.Tensor:
+    def _restore_padded(
+        self,
+        padded: torch.Tensor,
+        tile: int,
+        side: torch.Tensor | None = None,
+        image: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The model on an input padded to the size multiple, averaged over the ensemble's transforms.
 
         Padding before tiling means a tile at the image border sees the same mirrored pixels as the
@@ -218,6 +242,10 @@ class Restorer:
         A model that splits (``tiling_stages``) runs its global first stage once on the whole,
         untransformed image (its estimates, and a JPEG grid, belong to the image as it is); only the
         local rest is tiled and self-ensembled.
+
+        A model that takes side information gets the same ``side`` (tables transposed with the image) in
+        every tile of a pass, and a model that takes ``cond`` the conditioning of the whole unpadded
+        ``image`` as that pass transforms it; with JPEG tables, tiles start on the 8-pixel block grid.
         """
         transforms = range(ENSEMBLES[self.ensemble])
         tiled = bool(tile) and max(padded.shape[-2:]) > tile
@@ -231,17 +259,19 @@ class Restorer:
         total = None
         for k in transforms:
             t = _transform(source, k)
+            inputs = self._inputs(image, side, k)
+            run = functools.partial(forward, **inputs) if inputs else forward
             if tiled:
                 y = tiled_forward(
-                    forward,
+                    run,
                     t,
                     tile=tile,
                     overlap=self.options.tile_overlap,
                     scale=self.scale,
-                    multiple=self.multiple,
+                    multiple=self._step(side),
                 )
             else:
-                y = forward(t)
+                y = run(t)
             y = _untransform(y, k)
             total = y if total is None else total + y
         assert total is not None
@@ -253,15 +283,63 @@ class Restorer:
                 out = finish(padded, out).float()
         return out
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Restore a (N, 3, H, W) or (3, H, W) batch in [0, 1]; returns the same layout, scaled."""
+    def _step(self, side: torch.Tensor | None) -> int:
+        """What padded sides and tile origins are multiples of: the size multiple, and with JPEG tables
+        the 8-pixel block too."""
+        return math.lcm(self.multiple, JPEG_BLOCK) if has_tables(side) else self.multiple
+
+    def _inputs(
+        self, image: torch.Tensor | None, side: torch.Tensor | None, k: int
+    ) -> dict[str, torch.Tensor]:
+        """What ensemble pass ``k`` feeds the model besides pixels: ``side`` (tables transposed when the
+        pass transposes) and ``cond``, the conditioning of the whole transformed ``image``."""
+        inputs = {} if side is None else {"side": transpose_side(side) if k >= 4 else side}
+        if self._context is not None and image is not None:
+            inputs["cond"] = self._run(self._context, _transform(image, k), **inputs)
+        return inputs
+
+    def side_for(
+        self,
+        x: torch.Tensor,
+        side: torch.Tensor | None = None,
+        jpeg_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor | None:
+        """The (N, SIDE_DIM) side vectors of a batch ``x`` for a model that takes them (``None`` for one
+        that does not): ``side`` as given, else ``jpeg_tables`` (a file's tables, for every image), else
+        each image's tables estimated from its pixels (zeros where none show)."""
+        if not self.takes_side:
+            return None
+        if side is None:
+            side = side_from_pixels(x) if jpeg_tables is None else encode_side(jpeg_tables)[None]
+        side = side.reshape(1, -1) if side.dim() == 1 else side
+        if side.shape[0] == 1:
+            side = side.expand(x.shape[0], -1)
+        if tuple(side.shape) != (x.shape[0], SIDE_DIM):
+            raise InferenceError(
+                f"side information of shape {tuple(side.shape)} for {x.shape[0]} image(s); "
+                f"expected ({x.shape[0]}, {SIDE_DIM})"
+            )
+        return side.to(self.device, torch.float32)
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        side: torch.Tensor | None = None,
+        *,
+        jpeg_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Restore a (N, 3, H, W) or (3, H, W) batch in [0, 1]; returns the same layout, scaled.
+
+        A model that takes JPEG side information gets :meth:`side_for` of the whole batch (``side``, else
+        the file's ``jpeg_tables`` as ``ImageData.jpeg_tables`` holds them, else the pixels' estimate),
+        computed once before padding and tiling; other models ignore both."""
         single = x.dim() == 3
         if single:
             x = x[None]
         if x.dim() != 4 or x.shape[1] != 3:
             raise InferenceError(f"expected images of shape (N, 3, H, W), got {tuple(x.shape)}")
         x = x.to(self.device, torch.float32)
-        out = self._restore_once(x)
+        out = self._restore_once(x, self.side_for(x, side, jpeg_tables))
         if not bool(torch.isfinite(out).all()):
             hint = f" at {self.options.precision} (try fp32)" if self.dtype != torch.float32 else ""
             raise InferenceError(f"{self.source}: the model's output holds NaN or Inf values{hint}")

@@ -239,7 +239,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(200, {"model": model_id, "weights": weights})
                 return
             start = time.perf_counter()
-            restored = image.with_pixels(self.server.pool.restore(model_id, image.pixels[None]))
+            pixels = self.server.pool.restore(model_id, image.pixels[None], image.jpeg_tables)
+            restored = image.with_pixels(pixels)
             seconds = time.perf_counter() - start
             png = self._encode(restored, Path(tmp) / "restored.png")
         analyze = self.server.pool.has_analyzer(model_id)

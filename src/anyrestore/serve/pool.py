@@ -172,10 +172,16 @@ class ModelPool:
         with self._lock:
             return find_analyzer(self._load(model_id)) is not None
 
-    def restore(self, model_id: str, pixels: torch.Tensor) -> torch.Tensor:
-        """Restore a (1, 3, H, W) [0, 1] batch with ``model_id``; returns it on the CPU."""
+    def restore(
+        self,
+        model_id: str,
+        pixels: torch.Tensor,
+        jpeg_tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Restore a (1, 3, H, W) [0, 1] batch with ``model_id`` (``jpeg_tables``: the uploaded JPEG's, for
+        models that take side information); returns it on the CPU."""
         with self._lock:
-            return self._restorer(model_id)(pixels).cpu()
+            return self._restorer(model_id)(pixels, jpeg_tables=jpeg_tables).cpu()
 
     def analyze(self, model_id: str, pixels: torch.Tensor) -> dict[str, float]:
         """Degradation weights of a (1, 3, H, W) [0, 1] image, largest first."""
