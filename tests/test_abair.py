@@ -196,6 +196,30 @@ def test_cutmix_labels_match_the_regions_actually_degraded(images: torch.Tensor)
     assert seen == {1, 2, 3, 4}
 
 
+@pytest.mark.parametrize("mode", ["single", "mixed", "cutmix"])
+def test_local_degradations_label_exactly_the_pixels_they_change(images: torch.Tensor, mode: str) -> None:
+    """Rain and salt-and-pepper (local operators) in single, mixed and CutMix samples: every pixel that
+    differs from the clean image is labelled, and no pixel they leave unchanged is (CutMix used to label
+    its whole rectangle: most rain-labelled pixels were rain-free). The clean image avoids 0 and 1, so an
+    impulse never lands on its own value."""
+    degradations = parse_degradations({"rain": "rain:random", "impulse": "salt_pepper:amount=0.05"})
+    weights = {m: float(m == mode) for m in ("clean", "single", "mixed", "cutmix")}
+    synth = Synthesizer(degradations, **weights, cutmix_area=(0.3, 0.6))
+    g = torch.Generator().manual_seed(3)
+    labelled_share = []
+    for i in range(8):
+        clean = 0.05 + 0.9 * images[i % 2]
+        s = synth(clean, g)
+        assert s.mode == mode
+        changed = (s.lq != clean).any(0)
+        labelled = s.labels.any(0)
+        assert torch.equal(changed, labelled), (mode, int((changed ^ labelled).sum()))
+        target = synth.pixel_target(s)
+        assert bool((target[0][~changed] == 1).all()) and bool((target[0][changed] == 0).all())
+        labelled_share.append(float(labelled.float().mean()))
+    assert max(labelled_share) < 0.5  # sparse, as rain and impulses are: nothing labelled wholesale
+
+
 def test_region_datasets_and_real_tasks_map_to_the_classes(photos: Path) -> None:
     """A dataset that mixes by region itself (operators in another order) and a real task name give
     targets over the method's classes; a task naming no class is a one-line error."""
@@ -508,7 +532,7 @@ def test_cli_info_and_analyze(
             "--json",
             str(tmp_path / "m.json"),
             "--tile",
-            "32",
+            "64",  # the photos are 64 px high and wider: tiled across, at the smallest tile allowed
         ]
     )
     assert code == 0

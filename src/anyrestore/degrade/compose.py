@@ -156,8 +156,10 @@ def apply_regions(
     ``regions="cutmix"`` draws one random rectangle per image and step (:func:`random_boxes` with ``area``
     and ``aspect``); otherwise pass (N, K, H, W) / (K, H, W) bool masks or an (N, H, W) / (H, W) integer id
     map (0 = clean, i+1 = step i). Where regions overlap the later step wins; pixels outside every region
-    stay clean. The (N, K, H, W) bool labels mark exactly the pixels taken from each step, so each pixel
-    has at most one label. Every step is computed whatever its region, so the generator's stream does not
+    stay clean. The (N, K, H, W) bool labels mark the pixels taken from each step as
+    :func:`apply_sequence` marks them: the whole region for global operators, only the pixels the step
+    changed for local ones (rain, snow, salt-and-pepper), so each pixel has at most one label and every
+    changed pixel has one. Every step is computed whatever its region, so the generator's stream does not
     depend on the regions. Resizing operators are refused.
     """
     check_image(x)
@@ -175,12 +177,16 @@ def apply_regions(
         masks = _region_masks(regions.to(x.device), n, k, (h, w))
     owner = labels_to_index(masks)
     y = x.clone()
+    labels = []
     for i, (name, params) in enumerate(plan):
         op = get_operator(name)
         degraded = op.apply(x, generator=generator, **op.resolve(params, generator))
-        y = torch.where((owner == i + 1)[:, None], degraded, y)
-    steps_ids = torch.arange(1, k + 1, device=x.device).view(1, k, 1, 1)
-    return y, owner[:, None] == steps_ids
+        region = (owner == i + 1)[:, None]
+        y = torch.where(region, degraded, y)
+        labels.append(region & (degraded != x).any(dim=1, keepdim=True) if op.local else region)
+    if not labels:
+        return y, torch.zeros(n, 0, h, w, dtype=torch.bool, device=x.device)
+    return y, torch.cat(labels, dim=1)
 
 
 def labels_to_index(labels: torch.Tensor) -> torch.Tensor:
