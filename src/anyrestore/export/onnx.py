@@ -22,6 +22,7 @@ from torch import nn
 
 from anyrestore.errors import AnyRestoreError
 from anyrestore.models.checkpoint import LoadedModel
+from anyrestore.models.foreign import is_foreign
 from anyrestore.models.normalize import as_unit_range, bare_model
 
 # Architectures whose export has been checked against PyTorch, static and with dynamic sizes.
@@ -102,7 +103,7 @@ def check_exportable(loaded: LoadedModel, *, dynamic: bool) -> None:
     """Raise :class:`ExportError` for architectures not known to export, and for non-RGB models."""
     descriptor = loaded.descriptor
     arch = descriptor.architecture
-    if arch not in EXPORTABLE:
+    if arch not in EXPORTABLE and not is_foreign(descriptor):  # spandrel's models are tried as they are
         raise ExportError(f"{arch} models cannot be exported to ONNX (exportable: {', '.join(EXPORTABLE)})")
     if dynamic and arch in STATIC_ONLY:
         raise ExportError(f"{arch} exports only at a fixed size: leave out --dynamic and pass --size")

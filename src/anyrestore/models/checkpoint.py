@@ -36,6 +36,10 @@ class CheckpointError(AnyRestoreError):
     """A checkpoint cannot be read, recognised or loaded; the message names the file."""
 
 
+class UnrecognisedArchitecture(ValueError):
+    """The keys match none of the registered architectures."""
+
+
 @dataclass
 class LoadedModel:
     """A ready module in eval mode, the descriptor that says how to run it, and where it came from."""
@@ -218,7 +222,9 @@ def detect_architecture(
         raise _wrong_shapes(name, near[name])
     first = ", ".join(list(state)[:4])
     known = ", ".join(sorted(ARCHITECTURES))
-    raise ValueError(f"unrecognised architecture ({len(state)} tensors, first keys: {first}; known: {known})")
+    raise UnrecognisedArchitecture(
+        f"unrecognised architecture ({len(state)} tensors, first keys: {first}; known: {known})"
+    )
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
@@ -284,6 +290,15 @@ def load_model(
                     if near:
                         raise _wrong_shapes(architecture, near)
                     raise ValueError(f"keys are not those of a {architecture} model")
+        except UnrecognisedArchitecture as exc:
+            # Last resort, after all of our architectures: the optional spandrel package (models/foreign.py)
+            from anyrestore.models import foreign
+
+            loaded = foreign.load_foreign(state, path, device)
+            if loaded is not None:
+                return loaded
+            why = foreign.unavailable_reason()
+            raise CheckpointError(f"{path}: {exc}{'; ' + why if why else ''}") from None
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"{path}: {exc}") from None
         descriptor = ModelDescriptor.for_architecture(name, config)
