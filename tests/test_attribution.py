@@ -229,6 +229,36 @@ def test_batched_mac_equals_reference_on_ram_backbones(photos, arch: str, cfg: d
     assert (batched.scores > 0).float().mean() > 0.9  # nearly every unit sees the path
 
 
+class _SignalNet(nn.Module):
+    """``carrier`` makes the output, ``weak`` adds 1% of its own, ``dead`` is computed and thrown away.
+    Registered dead first and carrier last, so parameter order cannot produce the expected ranking."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.dead = nn.Conv2d(3, 3, 3, padding=1)
+        self.weak = nn.Conv2d(3, 3, 3, padding=1)
+        self.carrier = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.dead(x)  # unused output
+        return self.carrier(x) + 0.01 * self.weak(x)
+
+
+@pytest.mark.parametrize("method", ["mac", "ig"])
+def test_ranking_puts_the_signal_first_and_the_unused_unit_last(photos, method: str) -> None:
+    """The outcome of a ranking, not only its arithmetic: the unit carrying the output ranks first, the
+    1%-branch second, and a unit whose output is never used scores exactly zero and ranks last."""
+    model = _SignalNet().double()
+    x = _photo64(photos, 12)
+    result = (mac if method == "mac" else integrated_gradients)(model, x, steps=16, batch_size=16)
+    ranking = result.ranking()
+    assert list(ranking.units) == ["carrier", "weak", "dead"]
+    scores = dict(zip(ranking.units, ranking.scores, strict=True))
+    assert scores["dead"] == 0.0 and scores["weak"] > 0.0
+    assert scores["carrier"] > 20 * scores["weak"]
+
+
 def test_mac_runs_in_the_models_input_space(photos) -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), nn.Conv2d(4, 3, 3, padding=1)).double()
