@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -238,3 +239,34 @@ def test_restore_non_finite_output_is_an_error_naming_the_file(
     nan = save_model(tmp_path / "nan.safetensors", loaded.descriptor, loaded.module)
     assert _restore(tmp_path / "a.png", "-o", out, "--model", nan) == 1
     assert f"{nan}: 1 tensor(s) hold NaN or Inf values: intro.weight" in _one_line(capsys)
+
+
+# ------------------------------------------------------------------ analyze: outputs and checks
+
+
+def test_analyze_refuses_colliding_or_existing_outputs_before_the_model_loads(tmp_path: Path, capsys) -> None:
+    for folder in ("d1", "d2"):
+        write_image(tmp_path / folder / "p.png", torch.rand(3, 16, 16))
+    never = str(tmp_path / "never-loaded.safetensors")
+    inputs = [str(tmp_path / "d1" / "p.png"), str(tmp_path / "d2" / "p.png")]
+    assert main(["analyze", *inputs, "-o", str(tmp_path / "maps"), "--model", never]) == 1
+    err = _one_line(capsys)
+    assert f"both {inputs[0]} and {inputs[1]} would be written" in err and not (tmp_path / "maps").exists()
+    (tmp_path / "mixes.json").write_text("{}")
+    assert main(["analyze", inputs[0], "--json", str(tmp_path / "mixes.json"), "--model", never]) == 1
+    assert "mixes.json: exists and this run did not write it; pass --overwrite" in _one_line(capsys)
+    assert (tmp_path / "mixes.json").read_text() == "{}"
+    assert main(["analyze", inputs[0], "--tile", "8", "--model", never]) == 1
+    assert "tile size 8 is below the minimum of 64 px" in _one_line(capsys)
+    assert main(["analyze", inputs[0], "--device", "gpu0", "--model", never]) == 1
+    assert "unknown device 'gpu0'" in _one_line(capsys)
+
+
+def test_analyze_reports_missing_inputs_and_analyzes_the_rest(tmp_path: Path, capsys) -> None:
+    write_image(tmp_path / "good.png", torch.rand(3, 32, 32))
+    mixes = tmp_path / "mixes.json"
+    assert (
+        main(["analyze", str(tmp_path / "nope.png"), str(tmp_path / "good.png"), "--json", str(mixes)]) == 1
+    )
+    assert f"{tmp_path / 'nope.png'}: no such file or folder" in capsys.readouterr().err
+    assert list(json.loads(mixes.read_text())) == [str(tmp_path / "good.png")]

@@ -29,26 +29,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", default=None, metavar="DIR", help="write <name>_degradations.png overlays here"
     )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the mixes as JSON")
-    parser.add_argument("--tile", type=int, default=512, help="tile size for the per-pixel map (default 512)")
+    parser.add_argument(
+        "--tile", type=int, default=512, help="tile size for the per-pixel map (default 512; 0: whole image)"
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that exist already (default: refuse)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from anyrestore.inference import (
-        crop_to,
-        find_analyzer,
-        find_segmenter,
-        pad_to_multiple,
-        resolve_device,
-        tiled_forward,
-    )
+    from anyrestore.cli.outputs import check_output_folder, check_outputs
+    from anyrestore.devices import resolve_device
+    from anyrestore.inference import crop_to, find_analyzer, find_segmenter, pad_to_multiple, tiled_forward
+    from anyrestore.inference.restorer import MIN_TILE, check_tiling
     from anyrestore.io import atomic_output, list_images, read_image, write_image
     from anyrestore.methods.abair.overlay import render_overlay
     from anyrestore.models.zoo import resolve_model
 
-    loaded = resolve_model(args.model, device=resolve_device(args.device))
+    # Everything that can be checked without the model is checked before it loads.
+    overlap = 32  # tiled_forward's default
+    check_tiling(args.tile, overlap, minimum=MIN_TILE)
+    target_device = resolve_device(args.device)
+    problems: list[AnyRestoreError] = []
+    paths = list_images(args.inputs, problems=problems)
+    for problem in problems:
+        print(f"anyrestore analyze: error: {problem}", file=sys.stderr)
+    if problems and not paths:
+        return 1
+    targets: dict[Path, Path] = {}
+    if args.output is not None:
+        check_output_folder(Path(args.output))
+        targets = {p: Path(args.output) / f"{p.stem}_degradations.png" for p in paths}
+    if args.json is not None:
+        check_output_folder(Path(args.json).parent)
+        targets[Path("--json")] = Path(args.json)
+    check_outputs(targets, inputs=paths, overwrite=args.overwrite)
+
+    loaded = resolve_model(args.model, device=target_device)
     name = args.model or "the default model"
     analyze = find_analyzer(loaded)
     if analyze is None:
@@ -59,13 +79,12 @@ def run(args: argparse.Namespace) -> int:
     segmenter = find_segmenter(loaded) if args.output is not None else None
     if args.output is not None and segmenter is None:
         raise AnyRestoreError(f"{name}: this model has no segmentation head for per-pixel maps (-o)")
-    paths = list_images(args.inputs)
     if not paths:
         raise AnyRestoreError("no images found in the given inputs")
     device = next(loaded.module.parameters()).device
     multiple = max(1, loaded.descriptor.size_multiple)
     mixes: dict[str, dict[str, float]] = {}
-    failures = 0
+    failures = len(problems)
     for path in paths:
         try:
             x = read_image(path).pixels[None].to(device)
@@ -78,10 +97,15 @@ def run(args: argparse.Namespace) -> int:
                 segment_logits, classes = segmenter
                 padded, size = pad_to_multiple(x, multiple)
                 with torch.no_grad():
-                    logits = tiled_forward(segment_logits, padded, tile=args.tile, multiple=multiple)
+                    if args.tile:
+                        logits = tiled_forward(
+                            segment_logits, padded, tile=args.tile, overlap=overlap, multiple=multiple
+                        )
+                    else:
+                        logits = segment_logits(padded)
                 index = crop_to(logits, size).argmax(1)[0]
                 overlay = render_overlay(x[0], index, classes)
-                write_image(Path(args.output) / f"{path.stem}_degradations.png", overlay)
+                write_image(targets[path], overlay)
         except AnyRestoreError as exc:
             failures += 1
             print(f"anyrestore analyze: error: {exc}", file=sys.stderr)
