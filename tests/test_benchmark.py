@@ -246,3 +246,43 @@ def test_a_malformed_suite_names_the_problem() -> None:
     }
     with pytest.raises(SuiteError, match="unknown set 'b'"):
         parse_suite(raw, "bad")
+
+
+DOCS = ("README.md", "docs/ram.md", "docs/adaptir.md", "docs/abair.md")
+
+
+def doc_commands() -> list[tuple[str, list[str]]]:
+    """The `anyrestore benchmark` commands of each doc's "Reproduce the papers' tables" section."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for doc in DOCS:
+        text = (root / doc).read_text(encoding="utf-8")
+        start = text.index("## Reproduce the papers' tables")
+        end = text.find("\n## ", start + 1)
+        section = text[start : end if end > 0 else None].replace("\\\n", " ")
+        for line in section.splitlines():
+            if line.startswith("anyrestore benchmark "):
+                found.append((doc, shlex.split(line)[1:]))
+    return found
+
+
+def test_the_docs_commands_run_on_the_fixtures(tmp_path: Path, monkeypatch, capsys) -> None:
+    commands = doc_commands()
+    assert {doc for doc, _ in commands} == set(DOCS)
+    data = tmp_path / "datasets"
+    for name in suite_names():
+        make_fixture(load_suite(name), data)
+    models = {1: tiny_checkpoint(tmp_path / "x1.safetensors")}
+    models[4] = tiny_checkpoint(tmp_path / "x4.safetensors", "swinir", **_swinir(4))
+    monkeypatch.chdir(tmp_path)
+    for doc, argv in commands:
+        suite = argv[argv.index("--suite") + 1]
+        scale = 4 if suite in ("adaptir-sr", "adaptir-hybrid") else 1
+        for i, arg in enumerate(argv[:-1]):
+            if arg == "--model":
+                argv[i + 1] = str(models[scale])
+        assert main([*argv, "--quiet", "--out", str(tmp_path / "scores")]) == 0, (doc, argv)
+        out = capsys.readouterr().out
+        assert "(measured)" in out and "missing test sets" not in out, (doc, argv, out)
