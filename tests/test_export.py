@@ -36,6 +36,7 @@ TINY = {
         "deblock_size": 5,
     },
     "restormer": {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 2, 2, 4]},
+    "context_nafnet": {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
 }
 
 
@@ -63,11 +64,12 @@ def tiny_model(arch: str, path: Path, seed: int = 0, **config) -> Path:
     return save_model(path, descriptor, model)
 
 
-def run_onnx(path: Path, x: torch.Tensor) -> torch.Tensor:
+def run_onnx(path: Path, x: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+    feed = {"image": x.numpy()} if side is None else {"image": x.numpy(), "side": side.numpy()}
+    return torch.from_numpy(session.run(None, feed)[0])
 
 
 def export_cli(*argv: str) -> None:
@@ -81,7 +83,7 @@ def test_nafnet_dynamic_export_matches_the_restorer(tmp_path: Path, photos: torc
     out = tmp_path / "nafnet.onnx"
     export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "32", "--dynamic")
     printed = capsys.readouterr().out
-    assert "max |difference|" in printed and "at 2x3x27x21" in printed
+    assert "max |difference|" in printed and "on the photo and JPEG q20 at 2x3x27x21" in printed
     assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
     # Real photos at a size that is not a multiple of the model's 4, in a batch of 2: the padding is
@@ -108,13 +110,73 @@ def test_curve_nafnet_dynamic_export(tmp_path: Path, photos: torch.Tensor) -> No
         assert (got - expected).abs().max() <= TOLERANCE
 
 
+def test_context_nafnet_exports_with_a_side_input(tmp_path: Path, photo_uint8, capsys) -> None:
+    """Default model v2: a second input ``side`` (N, 129) with a dynamic batch, verified on the real photo
+    and its JPEG; the graph reproduces the PyTorch restorer on a real JPEG with the file's tables."""
+    import onnx
+    from PIL import Image
+
+    from anyrestore.io import read_image
+    from anyrestore.models.side import encode_side, side_for
+
+    checkpoint = tiny_model("context_nafnet", tmp_path / "v2.safetensors")
+    out = tmp_path / "v2.onnx"
+    export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "32", "--dynamic")
+    printed = capsys.readouterr().out
+    assert "inputs image and side" in printed
+    assert "on the photo at 1x3x32x32" in printed and "on the JPEG q20 at 1x3x32x32" in printed
+    assert "on the photo and JPEG q20 at 2x3x27x21" in printed
+
+    graph = onnx.load(str(out))
+    side_input = next(i for i in graph.graph.input if i.name == "side")
+    dims = [d.dim_param or d.dim_value for d in side_input.type.tensor_type.shape.dim]
+    assert dims[1] == 129 and isinstance(dims[0], str)  # dynamic batch
+    meta = {p.key: p.value for p in graph.metadata_props}
+    assert "log2 of the JPEG file's 64 luma" in meta["anyrestore.side"] and meta["anyrestore.min_side"] == "8"
+
+    Image.fromarray(photo_uint8[:45, :61]).save(tmp_path / "crop.jpg", quality=30)
+    jpeg = read_image(tmp_path / "crop.jpg")
+    photo = torch.from_numpy(photo_uint8[:48, :64].copy()).permute(2, 0, 1).float() / 255
+    restorer = Restorer(load_model(checkpoint), device="cpu", tile=0, self_ensemble="off")
+    jpeg_side = encode_side(jpeg.jpeg_tables)[None]
+    got = run_onnx(out, jpeg.pixels[None], jpeg_side)
+    assert (got[0] - restorer(jpeg.pixels, jpeg_tables=jpeg.jpeg_tables)).abs().max() <= TOLERANCE
+    assert (run_onnx(out, jpeg.pixels[None], torch.zeros(1, 129)) - got).abs().max() > 1e-4  # side matters
+    batch, sides = torch.stack([photo, photo.flip(-1)]), torch.cat([side_for(photo, None), jpeg_side])
+    expected = torch.stack([restorer(image, side) for image, side in zip(batch, sides, strict=True)])
+    assert (run_onnx(out, batch, sides) - expected).abs().max() <= TOLERANCE
+
+
+def test_curve_nafnet_with_its_jpeg_path_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """Default model v1 reads each JPEG's table outside the graph: refused in one line, and were it not,
+    the verification on the real JPEG would catch it (the photo alone would not)."""
+    from anyrestore.export import onnx as onnx_export
+
+    checkpoint = tiny_model("curve_nafnet", tmp_path / "v1.safetensors", dequant_width=8, dequant_blocks=1)
+    out = tmp_path / "v1.onnx"
+    with pytest.raises(
+        ExportError, match=r"^curve_nafnet with a dequantisation stage .* cannot be exported"
+    ) as e:
+        export_cli("--model", str(checkpoint), "--onnx", str(out), "--size", "64")
+    assert "\n" not in str(e.value) and not out.exists()
+
+    monkeypatch.setattr(onnx_export, "NOT_EXPORTABLE", {})
+    with pytest.raises(ExportError, match=r"differs from PyTorch by .* on the JPEG q20 at 1x3x64x64"):
+        export_onnx(load_model(checkpoint), out, size=64, tolerance=TOLERANCE)
+    assert not out.exists()
+
+
 def test_restormer_fixed_size_export(tmp_path: Path) -> None:
     import onnx
 
     loaded = load_model(tiny_model("restormer", tmp_path / "restormer.safetensors"))
     report = export_onnx(loaded, tmp_path / "restormer.onnx", size=16, tolerance=TOLERANCE)
     assert report.opset == 17 and not report.dynamic
-    assert [shape for shape, _ in report.checks] == [(1, 3, 16, 16)] and report.max_difference <= TOLERANCE
+    assert [(what, shape) for what, shape, _ in report.checks] == [
+        ("photo", (1, 3, 16, 16)),
+        ("JPEG q20", (1, 3, 16, 16)),
+    ]
+    assert report.max_difference <= TOLERANCE
 
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     expected = Restorer(loaded, device="cpu", tile=0)(x)
@@ -151,14 +213,17 @@ def test_a_graph_that_disagrees_with_pytorch_is_not_written(tmp_path: Path, monk
     loaded = load_model(tiny_model("nafnet", tmp_path / "nafnet.safetensors"))
     real_verify = onnx_export.verify
 
-    def verify_against_other_weights(path, graph, shapes, tolerance, seed=0):
+    def verify_against_other_weights(path, graph, inputs, tolerance):
         with torch.no_grad():
             graph.inner.ending.bias.add_(0.5)  # PyTorch now disagrees with the exported graph
-        return real_verify(path, graph, shapes, tolerance, seed)
+        return real_verify(path, graph, inputs, tolerance)
 
     monkeypatch.setattr(onnx_export, "verify", verify_against_other_weights)
     out = tmp_path / "bad.onnx"
-    with pytest.raises(ExportError, match=r"differs from PyTorch by .* \(tolerance 1e-04\); nothing written"):
+    with pytest.raises(
+        ExportError,
+        match=r"differs from PyTorch by .* on the photo at 1x3x16x16 \(tolerance 1e-04\); nothing",
+    ):
         export_onnx(loaded, out, size=16)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

@@ -1,10 +1,14 @@
-"""``anyrestore export``: write a model as an ONNX graph mapping [0, 1] RGB to [0, 1] RGB, verified."""
+"""``anyrestore export``: write a model as an ONNX graph mapping [0, 1] RGB to [0, 1] RGB, verified on a real
+photo and a real JPEG. Models that take JPEG side information get a second input, ``side``."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "export a model to ONNX ([0, 1] RGB in and out), checked with onnxruntime against PyTorch"
+HELP = (
+    "export a model to ONNX ([0, 1] RGB in and out, plus the JPEG side input for models that take it), "
+    "checked with onnxruntime against PyTorch on a real photo and a real JPEG"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     parser.add_argument(
-        "--size", type=int, default=256, help="input side used to export and verify (default 256)"
+        "--size",
+        type=int,
+        default=256,
+        help="input side used to export and verify on the built-in photo and its JPEG (default 256)",
     )
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument(
