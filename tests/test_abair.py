@@ -336,6 +336,75 @@ def test_estimator_weights_are_distributions(model: ABAIRModel) -> None:
     assert list(mix) == ["clean", *ADAPTERS] and abs(sum(mix.values()) - 1) < 1e-6
 
 
+def _crops(names: tuple[str, ...], count: int, seed: int, size: int = 32) -> torch.Tensor:
+    """``count`` random size x size crops of each scikit-image photo, shrunk 4x first (more detail)."""
+    from skimage import data
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for name in names:
+        array = np.array(getattr(data, name)(), dtype=np.float32) / 255
+        image = torch.from_numpy(np.stack([array] * 3, -1) if array.ndim == 2 else array).permute(2, 0, 1)
+        image = torch.nn.functional.interpolate(image[None], scale_factor=0.25, mode="area")[0]
+        h, w = image.shape[-2:]
+        for _ in range(count):
+            y, x = (int(torch.randint(n - size + 1, (1,), generator=g)) for n in (h, w))
+            out.append(image[:, y : y + size, x : x + size])
+    return torch.stack(out)
+
+
+def test_estimator_learns_to_tell_the_degradations_apart() -> None:
+    """Phase III's objective, trained for real (150 Adam steps, about 6 s on one thread) on crops of three
+    photos, then judged on crops of two others, each left clean or given one degradation: the top class
+    is right far above chance (4 classes: 25%; measured 80%), and noise, blur and haze are each told from
+    clean images and each other most of the time."""
+    from anyrestore.methods.abair.objectives import EstimatorObjective
+
+    options = parse_options(
+        {
+            "degradations": {"noise": "noise:sigma=10..50", "blur": "blur:sigma=1..3", "haze": "haze:random"},
+            "estimator": {"clean": 0.25, "single": 0.75, "mixed": 0.0, "widths": [8, 16], "hidden": 16},
+        }
+    )
+    objective = EstimatorObjective(options)
+    torch.manual_seed(0)
+    net = objective.prepare_model(DESCRIPTOR.build())
+    ctx = StepContext(
+        1,
+        torch.device("cpu"),
+        WeightedLoss.from_terms([LossTerm("l1")]),
+        GeneratorBank(0, 0, torch.device("cpu")),
+    )
+    train = _crops(("astronaut", "coffee", "rocket"), 32, seed=0)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    net.train()
+    for _ in range(150):
+        batch = train[torch.randint(len(train), (16,), generator=g)]
+        loss, _ = objective.loss(
+            net, {"lq": batch, "gt": batch, "task": ["clean"] * 16, "path": [""] * 16}, ctx
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    net.eval()
+    degradations = objective.synthesizer.degradations
+    confusion = torch.zeros(4, 4)
+    with torch.no_grad():
+        for x in _crops(("chelsea", "camera"), 16, seed=1):
+            for c in range(4):
+                lq = (
+                    x[None]
+                    if c == 0
+                    else apply_sequence(x[None], [degradations[c - 1].draw(g)], generator=g)[0]
+                )
+                confusion[c, int(net(lq).argmax(1))] += 1
+    accuracy = float(confusion.trace() / confusion.sum())
+    assert accuracy > 0.55, (accuracy, confusion)
+    assert all(int(confusion[c].argmax()) == c for c in range(1, 4)), confusion
+
+
 # ---------------------------------------------------------------------------------------- bundles
 
 
