@@ -66,6 +66,16 @@ def test_the_model_takes_side_information() -> None:
     assert not takes_side(torch.nn.Conv2d(3, 3, 1))
 
 
+def test_info_says_the_model_takes_jpeg_side_information(tmp_path: Path, capsys) -> None:
+    from anyrestore.cli.main import main
+    from anyrestore.models.checkpoint import save_model
+
+    loaded = tiny_context_nafnet()
+    checkpoint = save_model(tmp_path / "tiny.safetensors", loaded.descriptor, loaded.module)
+    assert main(["info", str(checkpoint)]) == 0
+    assert "side input     JPEG quantisation tables: the file's, else estimated" in capsys.readouterr().out
+
+
 def test_a_jpeg_files_tables_reach_the_model(tmp_path: Path, photo_uint8, forward_calls) -> None:
     path = jpeg_file(photo_uint8, tmp_path / "photo.jpg")
     data = read_image(path)

@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyrestore.models  # noqa: F401  (registers the architectures)
     from anyrestore.models import count_parameters
+    from anyrestore.models.side import takes_side
     from anyrestore.models.zoo import resolve_model
 
     loaded = resolve_model(args.model)
@@ -21,4 +22,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"weights from   {loaded.source}")
     print(loaded.descriptor.summary())
     print(f"parameters     {count_parameters(loaded.module):,}")
+    if takes_side(loaded.module):
+        print("side input     JPEG quantisation tables: the file's, else estimated from the pixels")
     return 0
