@@ -39,6 +39,8 @@ from anyrestore.adapters import (
     save_adapter,
     trainable_parameters,
 )
+from anyrestore.adapters.base import to_map
+from anyrestore.adapters.sites import find_backbone
 from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.models.edt import EDT
 from anyrestore.models.ipt import IPT
@@ -257,6 +259,34 @@ def test_ipt_adaptir_reads_the_ffn_input_of_every_layer() -> None:
     with torch.no_grad():
         model(torch.rand(1, 3, 12, 20))  # tiled: several 12x12 patches, each a 4x4 token grid
     assert seen and all(s[1:] == (72, 4, 4) for s in seen)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_adaptir_reads_exactly_the_second_layernorms_output(name: str) -> None:
+    """The paper's placement, x = x + FFN(LN2(x)) + AdaptIR(LN2(x)), checked on values: in every block,
+    the tensor each AdaptIR module receives is the output of that block's FFN LayerNorm (norm2; norm3 in
+    IPT's decoder layers, whose norm2 precedes cross-attention), token for token."""
+    model, x = _frozen(name)
+    record = inject(model, "adaptir")
+    assert record.modules
+    norms: dict[str, list[torch.Tensor]] = {}
+    inputs: dict[str, list[torch.Tensor]] = {}
+    for key, adapter in record.modules.items():
+        site = key.rsplit(".", 1)[0]
+        block = model.get_submodule(site)
+        norm = block.norm3 if hasattr(block, "norm3") else block.norm2
+        norm.register_forward_hook(lambda m, args, out, site=site: norms.setdefault(site, []).append(out))
+        adapter.register_forward_pre_hook(
+            lambda m, args, site=site: inputs.setdefault(site, []).append(args[0])
+        )
+    layout = find_backbone(model).sites[0].layout
+    with torch.no_grad():
+        model(x)
+    assert set(inputs) == set(norms) and len(inputs) == len(record.modules)
+    for site, seen in inputs.items():
+        assert len(seen) == len(norms[site])
+        for adapter_in, normed in zip(seen, norms[site], strict=True):
+            assert torch.equal(adapter_in, to_map(normed, layout, tuple(adapter_in.shape[-2:]))), site
 
 
 def test_remove_restores_modules_keys_and_flags() -> None:
