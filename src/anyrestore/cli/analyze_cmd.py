@@ -30,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the mixes as JSON")
     parser.add_argument(
-        "--tile", type=int, default=512, help="tile size for the per-pixel map (default 512; 0: whole image)"
+        "--tile",
+        type=int,
+        default=512,
+        help="tile size for the per-pixel map, at least 64 (default 512; 0: whole image)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument(

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="adapter file (an adapter run's adapter.safetensors) to apply to --model, its base",
     )
     parser.add_argument(
-        "--tile", type=int, default=None, help="tile size in pixels; 0 = never tile; default: auto"
+        "--tile",
+        type=int,
+        default=None,
+        help="tile size in pixels, at least 64 and twice the overlap; 0 = never tile; default: auto",
     )
     parser.add_argument("--tile-overlap", type=int, default=32, help="overlap between tiles (default 32)")
     parser.add_argument(
@@ -65,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-megapixels",
         type=float,
+        metavar="MP",
         default=MAX_MEGAPIXELS,
         help=f"larger images are reported and skipped (default {MAX_MEGAPIXELS:g}, as serve)",
     )
