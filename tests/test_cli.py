@@ -176,6 +176,24 @@ def test_restore_refuses_an_unwritable_output_folder(tmp_path: Path, capsys) -> 
     assert f"cannot write into {locked}" in _one_line(capsys)
 
 
+def test_restore_refuses_a_folder_it_cannot_write_into(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """As root every folder is writable, so the refusal (a read-only mount, say) is simulated."""
+    import anyrestore.cli.outputs
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    write_image(tmp_path / "a.png", torch.rand(3, 16, 16))
+    monkeypatch.setattr(anyrestore.cli.outputs.tempfile, "TemporaryFile", refused)
+    assert (
+        _restore(tmp_path / "a.png", "-o", tmp_path / "out" / "deeper", "--model", tmp_path / "never.pth")
+        == 1
+    )
+    assert f"out/deeper: cannot write into {tmp_path} (Permission denied)" in _one_line(capsys)
+
+
 def test_restore_reports_missing_inputs_and_restores_the_rest(
     tmp_path: Path, tiny_checkpoint: Path, capsys
 ) -> None:
