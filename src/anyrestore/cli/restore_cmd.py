@@ -88,14 +88,14 @@ def run(args: argparse.Namespace) -> int:
     from anyrestore.devices import resolve_device
     from anyrestore.inference import Restorer
     from anyrestore.inference.restorer import MIN_TILE, InferenceError, check_tiling
-    from anyrestore.io import list_images, read_image, write_image
+    from anyrestore.io import MAX_PIXELS, list_images, read_image, write_image
     from anyrestore.models.zoo import resolve_model
 
     # Everything that can be checked without the model is checked before it loads.
     check_tiling(args.tile, args.tile_overlap, minimum=MIN_TILE)
     if not args.max_megapixels > 0:
         raise AnyRestoreError(f"--max-megapixels {args.max_megapixels:g}: must be above 0")
-    max_pixels = int(args.max_megapixels * 1e6)
+    max_pixels = int(min(args.max_megapixels * 1e6, MAX_PIXELS))  # Pillow's own limit stays (inf: that)
     device = resolve_device(args.device)
     problems: list[AnyRestoreError] = []
     paths = list_images(args.inputs, problems=problems)
