@@ -87,8 +87,36 @@ def test_spandrel_only_architecture_restores_through_the_cli(tmp_path: Path) -> 
     )
     out = np.asarray(Image.open(tmp_path / "out" / "in.png"))
     assert out.shape == (40, 48, 3)
-    x = torch.from_numpy(np.asarray(Image.open(tmp_path / "in.png"))).permute(2, 0, 1)[None].float() / 255
+    x = torch.from_numpy(np.array(Image.open(tmp_path / "in.png"))).permute(2, 0, 1)[None].float() / 255
     with torch.no_grad():
         direct = model(x).clamp(0, 1)
     expected = torch.round(direct[0] * 255).permute(1, 2, 0).numpy().astype(np.uint8)
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+@needs_spandrel
+def test_spandrel_model_benchmarks_and_exports(tmp_path: Path) -> None:
+    import json
+
+    from anyrestore.benchmark import load_suite
+    from test_benchmark import make_fixture
+
+    _compact_checkpoint(tmp_path / "compact.pth")
+    make_fixture(load_suite("adaptir-sr"), tmp_path / "data")
+    argv = ["benchmark", "--suite", "adaptir-sr", "--root", str(tmp_path / "data"), "--model"]
+    argv += [
+        str(tmp_path / "compact.pth"),
+        "--out",
+        str(tmp_path / "scores"),
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
+    assert main([*argv, "--quiet", "--device", "cpu"]) == 0
+    sets = json.loads((tmp_path / "r.json").read_text())["models"][0]["sets"]
+    assert sets["set5_x2"]["status"] == "ok" and sets["set5_x4"]["status"] == "skipped"
+    pytest.importorskip("onnxruntime")
+    onnx = tmp_path / "compact.onnx"
+    assert (
+        main(["export", "--model", str(tmp_path / "compact.pth"), "--onnx", str(onnx), "--size", "32"]) == 0
+    )
+    assert onnx.stat().st_size > 0

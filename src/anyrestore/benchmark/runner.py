@@ -253,7 +253,7 @@ def run_suite(
                         )
                     p = float(psnr(pred, gt.to(pred.device), metric.preset, metric.crop_border)[0])
                     s = float(ssim(pred, gt.to(pred.device), metric.preset, metric.crop_border)[0])
-                except (AnyRestoreError, ValueError) as exc:
+                except (AnyRestoreError, ValueError, RuntimeError) as exc:  # one image; the rest go on
                     failures.append(f"{item.name}: {exc}")
                     continue
                 _append_score(path, item.name, p, s)
