@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -268,6 +269,32 @@ def test_recipe_loads_and_follows_the_paper(name: str) -> None:
     val = recipe.data.val
     assert val.preset == ("rgb" if any(t in name for t in RGB_TASKS) else "basicsr")
     assert val.crop_border == (descriptor.scale if descriptor.scale > 1 else 0)
+
+
+LR4_NOISE30 = [n for n in RECIPES if load_recipe(n).data.train.sets[0].task == "lr4_noise30"]
+
+
+@pytest.mark.parametrize("name", LR4_NOISE30)
+def test_lr4_noise30_inputs_are_8_bit_as_in_the_release(name: str, tmp_path: Path) -> None:
+    """AdaptIR's release adds the noise to the 8-bit bicubic LR image and stores the result in 8 bits (the
+    paper does not say); the recipes train and validate on such inputs, as the benchmark tests on them."""
+    from anyrestore.data import SyntheticDataset, make_generator, parse_steps
+    from anyrestore.degrade import apply_pipeline, apply_sequence
+
+    recipe = load_recipe(name)
+    specs = [recipe.data.train.sets[0].degrade, *(v.degrade for v in recipe.data.val.sets)]
+    assert all(spec == ["pipeline:lr4_noise30_8bit"] for spec in specs), specs
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+        tmp_path / "hr.png"
+    )
+    data = SyntheticDataset([tmp_path / "hr.png"], parse_steps(specs[0], "t"), patch_size=32)
+    lq = data.sample(0, make_generator(0))["lq"]
+    assert lq.shape == (3, 8, 8) and torch.equal(lq, torch.round(lq * 255) / 255)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    steps = ["downsample:scale=4", "quantize:bits=8", "noise:sigma=30", "quantize:bits=8"]
+    by_hand, _ = apply_sequence(x, steps, generator=torch.Generator().manual_seed(5))
+    piped, _ = apply_pipeline(x, "lr4_noise30_8bit", generator=torch.Generator().manual_seed(5))
+    assert torch.equal(piped, by_hand)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,14 @@ Step = tuple[str, Mapping[str, Any]] | str
 NAMED_PIPELINES: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     # AdaptIR's second-order degradations (LR4&Noise30, LR4&JPEG30).
     "lr4_noise30": (("downsample", {"scale": 4}), ("noise", {"sigma": 30.0})),
+    # LR4&Noise30 as AdaptIR's release makes it (the paper does not say): the 8-bit bicubic LR image,
+    # noise added to it, the result stored in 8 bits (the release truncates, we round). JPEG is 8-bit anyway.
+    "lr4_noise30_8bit": (
+        ("downsample", {"scale": 4}),
+        ("quantize", {"bits": 8}),
+        ("noise", {"sigma": 30.0}),
+        ("quantize", {"bits": 8}),
+    ),
     "lr4_jpeg30": (("downsample", {"scale": 4}), ("jpeg", {"quality": 30})),
     # ABAIR's mixed-degradation pairs; the paper gives no parameters, these are ours.
     "blur_noise": (("blur", {"kernel_size": 15, "sigma": 2.0}), ("noise", {"sigma": 25.0})),
