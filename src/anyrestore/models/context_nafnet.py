@@ -36,26 +36,37 @@ from anyrestore.models.side import SIDE_DIM
 DEGRADATIONS = ("noise", "blur", "motion_blur", "jpeg", "haze", "rain", "low_light")
 
 
-class ExpertConv(nn.Module):
-    """A 1x1 convolution plus ``experts`` rank-``rank`` corrections, mixed per image by ``weights``.
+class LowRankExperts(nn.Module):
+    """``experts`` rank-``rank`` corrections of an (out, in) weight: ``forward(w)`` gives, per image, the
+    (N, out, in) sum ``sum_k w[n, k] * up_k @ down_k``. ``up`` starts at zero (LoRA), so a fresh expert
+    changes nothing."""
 
-    Image n is convolved with ``W + sum_k w[n, k] * B_k @ A_k``: the experts are merged into one weight
-    per image before it touches the pixels, so they cost nothing at full resolution. B starts at zero
-    (LoRA), so a fresh expert changes nothing.
+    def __init__(self, c_in: int, c_out: int, experts: int, rank: int) -> None:
+        super().__init__()
+        self.down = nn.Parameter(torch.empty(experts, rank, c_in))
+        self.up = nn.Parameter(torch.zeros(experts, c_out, rank))
+        if experts:
+            nn.init.kaiming_uniform_(self.down.view(experts * rank, c_in), a=5**0.5)
+
+    def forward(self, weights: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nk,kor,kri->noi", weights.to(self.up.dtype), self.up, self.down)
+
+
+class ExpertConv(nn.Module):
+    """A 1x1 convolution whose weight each image corrects by its blend of the experts.
+
+    The experts are merged into one (out, in) weight per image before it touches the pixels, so they cost
+    nothing at full resolution.
     """
 
     def __init__(self, c_in: int, c_out: int, experts: int, rank: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=1)
-        self.experts, self.rank = experts, rank
-        self.down = nn.Parameter(torch.empty(experts, rank, c_in))
-        self.up = nn.Parameter(torch.zeros(experts, c_out, rank))
-        nn.init.kaiming_uniform_(self.down.view(experts * rank, c_in), a=5**0.5)
+        self.experts = LowRankExperts(c_in, c_out, experts, rank)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        delta = torch.einsum("nk,kor,kri->noi", weights.to(x.dtype), self.up, self.down)
-        weight = self.conv.weight.flatten(1)[None] + delta  # (N, out, in)
+        weight = self.conv.weight.flatten(1)[None] + self.experts(weights).to(x.dtype)  # (N, out, in)
         y = torch.bmm(weight, x.reshape(n, c, h * w)) + self.conv.bias[None, :, None]
         return y.reshape(n, -1, h, w)
 
@@ -148,7 +159,7 @@ class ContextNAFNet(nn.Module):
             return nn.ModuleList(ContextBlock(chan, cond_dim, k, expert_rank) for _ in range(n))
 
         self.context = ContextEncoder(thumb, context_width, cond_dim, side_dim)
-        self.estimator = nn.Linear(cond_dim, k + 1)
+        self.estimator = nn.Sequential(nn.Linear(cond_dim, cond_dim), nn.GELU(), nn.Linear(cond_dim, k + 1))
         self.intro = nn.Conv2d(img_channel, width, kernel_size=3, padding=1)
         self.ending = nn.Conv2d(width, img_channel, kernel_size=3, padding=1)
         self.encoders, self.downs = nn.ModuleList(), nn.ModuleList()
@@ -223,18 +234,18 @@ class ContextNAFNet(nn.Module):
 
 def infer_context_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """Constructor kwargs reproducing ``state_dict`` (expert names come from the file's metadata)."""
-    if not {"context.mix.2.weight", "estimator.weight", "intro.weight"} <= state_dict.keys():
+    if not {"context.mix.2.weight", "estimator.2.weight", "intro.weight"} <= state_dict.keys():
         return None
     levels = count_blocks(state_dict, "downs")
-    experts = int(state_dict["estimator.weight"].shape[0]) - 1
-    down = state_dict.get("encoders.0.0.conv1.down")
+    experts = int(state_dict["estimator.2.weight"].shape[0]) - 1
+    down = state_dict.get("encoders.0.0.conv1.experts.down")
     cfg: dict[str, Any] = {
         "img_channel": int(state_dict["intro.weight"].shape[1]),
         "width": int(state_dict["intro.weight"].shape[0]),
         "middle_blk_num": count_blocks(state_dict, "middle_blks"),
         "enc_blk_nums": [count_blocks(state_dict, f"encoders.{i}") for i in range(levels)],
         "dec_blk_nums": [count_blocks(state_dict, f"decoders.{i}") for i in range(levels)],
-        "cond_dim": int(state_dict["estimator.weight"].shape[1]),
+        "cond_dim": int(state_dict["estimator.0.weight"].shape[1]),
         "context_width": int(state_dict["context.features.0.weight"].shape[0]),
         "side_dim": int(state_dict["context.side.0.weight"].shape[1]),
         # Our files record the expert names in their descriptor; a bare state dict only tells how many.

@@ -12,7 +12,7 @@ paper leaves open are ours and documented in ``docs/abair.md``.
   registered on import of this package).
 """
 
-from anyrestore.methods.abair import objectives  # noqa: F401  (registers the training objectives)
+from anyrestore.methods.abair import experts, objectives  # noqa: F401  (register the training objectives)
 from anyrestore.methods.abair.bundle import (
     Bundle,
     describe_bundle,

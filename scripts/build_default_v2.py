@@ -1,0 +1,350 @@
+"""Build the default model v2 with the project's own methods, and the ablation that tests each step.
+
+    python scripts/build_default_v2.py --photos ~/.cache/anyrestore/photos --out ~/.cache/anyrestore/v2 \
+        [--budget smoke|cpu|gpu] [--seeds 0 1 2] [--device cpu|cuda] [--precision fp32|bf16] [--workers N]
+
+``--photos`` is the photo cache that ``scripts/build_photo_cache.py`` writes from ``manifests/photos.tsv``
+(``train/``, ``validation/``, ``test/``). Only train and validation are read here: train photos feed every
+run, validation photos score them. The test split is never opened.
+
+Every step is an ordinary, resumable engine run derived from the packaged recipe ``default_v2`` (the plain
+L1 run). Per seed, in ``OUT/seed<S>/``:
+
+- ``pretrain``: RAM masked image modelling (50% pixel masks, 1x1 patches, L1 on the hidden pixels), P its;
+- ``ram_mac``: MAC ranks the pre-trained units on train photos, the top 30% fine-tune with L1, F its;
+- ``experts``: the ram_mac backbone frozen, one low-rank expert per degradation trained on its own
+  degradation (ABAIR Phase II), E its; ``estimator``: the estimator head learns to blend them (Phase
+  III), S its. The result is the v2 candidate, ``OUT/seed<S>/estimator/model.safetensors``.
+
+and the arms that spend the same compute without one step:
+
+- ``scratch``: no RAM pre-training (plain L1 from scratch for P + F its);
+- ``ram_full`` / ``ram_random``: all units, or a random 30%, fine-tuned instead of MAC's top 30%;
+- ``ram_mac_long``: no experts and estimator (MAC fine-tuning for F + E + S its).
+
+Interrupt it at any time and run the same command again: finished runs are kept, the interrupted one
+resumes from its last checkpoint exactly. ``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's
+final validation scores, iterations and wall time. ``--budget smoke`` runs every step for a couple of
+iterations on a tiny network (the test suite does this); ``cpu`` is sized for two CPU cores over several
+sessions; ``gpu`` for one H200 in under 10 minutes (bf16, channels-last, 12 loader workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
+from anyrestore.methods.abair.pipeline import run_phase
+from anyrestore.models.checkpoint import load_model, save_model
+from anyrestore.models.context_nafnet import DEGRADATIONS
+from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.train import FINAL_WEIGHTS, recipe_from_dict
+from anyrestore.train.monitor import METRICS_FILE
+from anyrestore.train.recipe import find_recipe, read_recipe_data
+
+SINGLE_TASKS = (*DEGRADATIONS, "clean")
+MIXTURES = {"blur_noise": ["blur", "noise"], "noise_jpeg": ["noise", "jpeg"]}
+MAC_OPS = "noise:sigma=25+blur:sigma=2.0+jpeg:quality=20+haze:beta=1.5+rain+low_light+motion_blur"
+SCENE_SIDE = 72  # whole-scene miniatures: short side, so a 64 px crop sees nearly the whole photo
+
+
+@dataclass(frozen=True)
+class Budget:
+    pretrain: int
+    finetune: int
+    experts: int
+    estimator: int
+    batch: int
+    patch: int
+    network: dict[str, Any]
+    val_patch: int
+    mac_per_task: int
+    mac_steps: int
+    checkpoint_every: int
+
+
+BUDGETS = {
+    "smoke": Budget(
+        2,
+        2,
+        2,
+        2,
+        2,
+        32,
+        {"width": 8, "enc_blk_nums": [1, 1], "middle_blk_num": 1, "dec_blk_nums": [1, 1]},
+        32,
+        1,
+        4,
+        1,
+    ),
+    "cpu": Budget(3000, 1500, 600, 300, 8, 64, {}, 128, 4, 50, 100),
+    "gpu": Budget(6000, 3000, 1200, 600, 32, 96, {}, 192, 10, 200, 500),
+}
+
+
+def prepare_data(photos: Path, root: Path) -> Path:
+    """``root/{train,val}`` linked to the cache's train and validation photos, ``root/scenes`` made."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train", "train"), ("val", "validation")):
+        source = (photos / split).resolve()
+        if not source.is_dir() or not any(source.iterdir()):
+            sys.exit(f"{source}: no photos (run scripts/build_photo_cache.py first)")
+        link = root / name
+        if not link.exists():
+            link.symlink_to(source, target_is_directory=True)
+    scenes = root / "scenes"
+    scenes.mkdir(exist_ok=True)
+    for path in sorted((root / "train").glob("*.png")):
+        target = scenes / path.name
+        if target.exists():
+            continue
+        with Image.open(path) as im:
+            w, h = im.size
+            factor = SCENE_SIDE / min(w, h)
+            small = im.convert("RGB").resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
+        tmp = target.with_name(f".{target.name}.tmp")
+        small.save(tmp, format="PNG")
+        os.replace(tmp, target)
+    return root
+
+
+def base_recipe(budget: Budget, data_root: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    data = copy.deepcopy(read_recipe_data(find_recipe("default_v2")))
+    data.update(seed=seed, data_root=str(data_root), device=args.device, precision=args.precision)
+    data["model"]["config"].update(budget.network)
+    train = data["data"]["train"]
+    train.update(batch_size=budget.batch, num_workers=args.workers)
+    for spec in train["sets"]:
+        spec["patch_size"] = budget.patch
+    for spec in data["data"]["val"]["sets"]:
+        spec["patch_size"] = budget.val_patch
+    data["checkpoint"]["every"] = budget.checkpoint_every
+    if budget is BUDGETS["smoke"]:
+        data["log"]["every"] = 1
+        data["ema"] = None
+    return data
+
+
+def derive(
+    base: dict[str, Any],
+    iterations: int,
+    *,
+    method: dict[str, Any] | None = None,
+    loss: str = "l1",
+    pretrained: Path | None = None,
+    lr: float | None = None,
+    tasks: tuple[str, ...] | None = None,
+    experts: bool = False,
+) -> dict[str, Any]:
+    """A step's recipe: ``base`` with its own length, method, loss, start weights and streams."""
+    data = copy.deepcopy(base)
+    warmup = min(data["schedule"]["warmup"], max(iterations // 10, 0))
+    data["schedule"].update(iterations=iterations, warmup=warmup)
+    data["data"]["val"]["every"] = iterations
+    data["method"] = method or {"name": "restore", "options": {}}
+    data["loss"] = [{"name": loss}]
+    if lr is not None:
+        data["optim"]["lr"] = lr
+    if pretrained is not None:
+        data["model"]["pretrained"] = str(pretrained)
+    if experts:
+        data["model"]["config"]["experts"] = list(DEGRADATIONS)
+    if tasks is not None:
+        train = data["data"]["train"]
+        keep = [i for i, spec in enumerate(train["sets"]) if spec["task"] in tasks]
+        train["sets"] = [train["sets"][i] for i in keep]
+        train["weights"] = [train["weights"][i] for i in keep]
+    return data
+
+
+def run(name: str, data: dict[str, Any], folder: Path, log: dict[str, Any]) -> Path:
+    """Train (or resume, or skip when finished) one step; record its iterations, wall time and scores."""
+    recipe = recipe_from_dict({**data, "name": f"default_v2_{name}"}, f"{name} recipe")
+    wall_file = folder / "wall.json"
+    before = json.loads(wall_file.read_text())["seconds"] if wall_file.exists() else 0.0
+    start = time.perf_counter()
+    print(f"== {folder.parent.name}/{name}: {recipe.schedule.iterations} iterations", flush=True)
+    weights = run_phase(recipe, folder)
+    spent = time.perf_counter() - start
+    if spent > 1.0 or not wall_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        wall_file.write_text(json.dumps({"seconds": before + spent}))
+    log[f"{folder.parent.name}/{name}"] = {
+        "iterations": recipe.schedule.iterations,
+        "wall_seconds": round(before + spent, 1),
+        "val": last_validation(folder),
+    }
+    return weights
+
+
+def last_validation(folder: Path) -> dict[str, float]:
+    """The last validation scores that a run logged."""
+    last: dict[str, float] = {}
+    path = folder / METRICS_FILE
+    if path.exists():
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("phase", entry.get("kind")) == "val":
+                last = {k: v for k, v in entry.items() if isinstance(v, float)}
+    return last
+
+
+def with_experts(backbone: Path, target: Path, config: dict[str, Any]) -> Path:
+    """The trained backbone inside a network with (fresh) experts and estimator, as start weights."""
+    if target.exists():
+        return target
+    loaded = load_model(backbone)
+    descriptor = ModelDescriptor.for_architecture("context_nafnet", {**config, "experts": list(DEGRADATIONS)})
+    model = descriptor.build()
+    own = model.state_dict()
+    fresh = [k for k in own if ".experts." in k or k.startswith("estimator.")]
+    state = {k: v for k, v in loaded.module.state_dict().items() if k not in fresh}
+    if sorted(state) != sorted(k for k in own if k not in fresh):
+        raise SystemExit(f"{backbone}: not a ContextNAFNet backbone of this configuration")
+    own.update(state)
+    model.load_state_dict(own, strict=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    save_model(tmp, descriptor, model.state_dict())
+    os.replace(tmp, target)
+    return target
+
+
+def build_seed(
+    budget: Budget, data_root: Path, seed: int, out: Path, args: argparse.Namespace, log: dict
+) -> Path:
+    base = base_recipe(budget, data_root, seed, args)
+    folder = out / f"seed{seed}"
+    p, f, e, s = budget.pretrain, budget.finetune, budget.experts, budget.estimator
+    mac_data = f"clean={data_root / 'train'},ops={MAC_OPS}"
+
+    def finetune(method: str, ratio: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"method": method, "ratio": ratio, "seed": seed}
+        if method == "mac":
+            options.update(data=mac_data, per_task=budget.mac_per_task, steps=budget.mac_steps, crop=64)
+        return {"name": "ram_finetune", "options": options}
+
+    steps = set(args.steps)
+    pretrained = run(
+        "pretrain",
+        derive(
+            base, p, method={"name": "ram_pretrain", "options": {"ratio": 0.5, "patch": 1}}, loss="masked_l1"
+        ),
+        folder / "pretrain",
+        log,
+    )
+    ram = run(
+        "ram_mac",
+        derive(base, f, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
+        folder / "ram_mac",
+        log,
+    )
+    start = with_experts(ram, folder / "experts_init" / FINAL_WEIGHTS, base["model"]["config"])
+    tasks = {"tasks": MIXTURES}
+    experts = run(
+        "experts",
+        derive(
+            base,
+            e,
+            method={"name": "abair_experts", "options": tasks},
+            pretrained=start,
+            lr=1e-3,
+            tasks=SINGLE_TASKS,
+            experts=True,
+        ),
+        folder / "experts",
+        log,
+    )
+    final = run(
+        "estimator",
+        derive(
+            base,
+            s,
+            method={"name": "abair_experts_estimator", "options": tasks},
+            pretrained=experts,
+            lr=2e-3,
+            experts=True,
+        ),
+        folder / "estimator",
+        log,
+    )
+    if "ablation" in steps:
+        run("scratch", derive(base, p + f), folder / "scratch", log)
+        run("ram_full", derive(base, f, pretrained=pretrained, lr=5e-4), folder / "ram_full", log)
+        run(
+            "ram_random",
+            derive(base, f, method=finetune("random", 0.3), pretrained=pretrained, lr=5e-4),
+            folder / "ram_random",
+            log,
+        )
+        run(
+            "ram_mac_long",
+            derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
+            folder / "ram_mac_long",
+            log,
+        )
+    return final
+
+
+def write_summary(log: dict[str, Any], out: Path) -> None:
+    (out / "ablation.json").write_text(json.dumps(log, indent=2) + "\n")
+    metrics = sorted({k for entry in log.values() for k in entry["val"] if k.startswith("psnr")})
+    lines = [
+        "| run | iterations | wall time | " + " | ".join(metrics) + " |",
+        "|---" * (3 + len(metrics)) + "|",
+    ]
+    for name, entry in log.items():
+        cells = [f"{entry['val'][m]:.2f}" if m in entry["val"] else "" for m in metrics]
+        lines.append(
+            f"| {name} | {entry['iterations']} | {entry['wall_seconds'] / 60:.1f} min | "
+            + " | ".join(cells)
+            + " |"
+        )
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=Path("~/.cache/anyrestore/photos").expanduser())
+    parser.add_argument("--out", type=Path, default=Path("~/.cache/anyrestore/v2").expanduser())
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--workers", type=int, default=0, help="data-loading processes per run")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=("model", "ablation"),
+        default=["model", "ablation"],
+        help="model: the v2 pipeline only; ablation: also the arms without each step",
+    )
+    args = parser.parse_args(argv)
+    budget = BUDGETS[args.budget]
+    out = args.out.expanduser()
+    data_root = prepare_data(args.photos.expanduser(), out / "data")
+    log: dict[str, Any] = {}
+    finals = []
+    for seed in args.seeds:
+        finals.append(build_seed(budget, data_root, seed, out, args, log))
+        write_summary(log, out)
+    (out / "candidates.txt").write_text("".join(f"{p}\n" for p in finals))
+    print(f"v2 candidates: {', '.join(map(str, finals))}")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    raise SystemExit(main())
