@@ -6,7 +6,8 @@ global RNG when None; for a CUDA input the generator must live on that device). 
 (a real Pillow codec round trip) and returns to the input's device.
 
 - :data:`OPERATORS` / :func:`apply_op` / :func:`sample_params`: the registry with typed parameters and the
-  papers' sampling presets (``"default"``, and ``"ram"`` for noise, blur, jpeg).
+  papers' sampling presets (``"default"``; for noise, blur and jpeg ``"ram"``, the ranges of RAM's
+  released code, and ``"ram_paper"``, those its paper states).
 - :func:`parse_op_spec`: ``"noise:sigma=25"`` style text specs for the CLI.
 - :func:`apply_sequence`, :func:`apply_regions`, :func:`apply_pipeline`: hybrid and region-mixed
   degradations with per-pixel label maps.

@@ -258,7 +258,12 @@ _OPS = [
         gaussian_noise,
         "additive Gaussian noise, sigma on the 0..255 scale",
         {"sigma": Param("float", 25.0, 0, 255, doc="std on 0..255")},
-        ranges={"default": {"sigma": uniform(0, 50)}, "ram": {"sigma": randint(0, 50)}},
+        # "ram": RAM's released code (integer sigma); "ram_paper": the RAM paper's text, sigma in (0, 50]
+        ranges={
+            "default": {"sigma": uniform(0, 50)},
+            "ram": {"sigma": randint(0, 50)},
+            "ram_paper": {"sigma": uniform(0, 50)},
+        },
         random=True,
     ),
     _op(
@@ -303,6 +308,7 @@ _OPS = [
                 "kernel_size": choice(15),
                 "sigma": choice(*(round(2.0 + 0.1 * i, 1) for i in range(11))),
             },
+            "ram_paper": {"kernel_size": choice(15), "sigma": uniform(0.1, 3.1)},
         },
     ),
     _op(
@@ -323,6 +329,7 @@ _OPS = [
         ranges={
             "default": {"quality": randint(20, 90)},
             "ram": {"quality": randint(10, 90)},
+            "ram_paper": {"quality": randint(20, 90)},
             "low": {"quality": randint(10, 50)},
         },
     ),
