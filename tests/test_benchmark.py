@@ -286,3 +286,21 @@ def test_the_docs_commands_run_on_the_fixtures(tmp_path: Path, monkeypatch, caps
         assert main([*argv, "--quiet", "--out", str(tmp_path / "scores")]) == 0, (doc, argv)
         out = capsys.readouterr().out
         assert "(measured)" in out and "missing test sets" not in out, (doc, argv, out)
+
+
+def test_adaptir_hybrid_inputs_are_the_recipes_pipeline(tmp_path: Path) -> None:
+    """LR4&Noise30 test inputs are made as the training recipes make theirs (pipeline lr4_noise30_8bit)."""
+    from anyrestore.benchmark.runner import list_items, load_pair
+    from anyrestore.cli.degrade_cmd import file_seed
+    from anyrestore.degrade import NAMED_PIPELINES, apply_sequence
+    from anyrestore.io import read_image
+
+    suite = load_suite("adaptir-hybrid")
+    make_fixture(suite, tmp_path)
+    test_set = suite.get_set("lr4_noise30_set5")
+    item = list_items(test_set, tmp_path)[0]
+    lq, gt = load_pair(test_set, item)
+    generator = torch.Generator().manual_seed(file_seed(test_set.seed, item.source))
+    steps = NAMED_PIPELINES["lr4_noise30_8bit"]
+    expected, _ = apply_sequence(read_image(item.source).pixels[None], steps, generator=generator)
+    assert torch.equal(lq, expected) and lq.shape[-1] * 4 == gt.shape[-1]
