@@ -137,6 +137,9 @@ def format_run(run: BenchmarkRun, reference: str | None = None) -> str:
     if run.missing:
         lines = [f"missing test sets ({len(run.missing)}; the rest ran):"]
         lines += [f"  {name}: {why}" for name, why in run.missing.items()]
+        if suite.downloads:
+            lines.append("what the suite reads (download, then place under --root):")
+            lines += [f"  {item}" for item in suite.downloads]
         blocks.append("\n".join(lines))
     overrides = [
         f"{s.label}: {s.metric.describe()}"
@@ -145,6 +148,8 @@ def format_run(run: BenchmarkRun, reference: str | None = None) -> str:
     ]
     if overrides:
         blocks.append("per-set metrics: " + "; ".join(overrides))
+    if suite.notes:
+        blocks.append("\n".join(f"note: {note}" for note in suite.notes))
     return "\n\n".join(blocks)
 
 
