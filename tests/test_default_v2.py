@@ -1,0 +1,69 @@
+"""scripts/build_default_v2.py: the v2 pipeline runs end to end on a tiny network, and resumes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from anyrestore.models.checkpoint import load_model
+from anyrestore.models.context_nafnet import DEGRADATIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "build_default_v2.py"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("photos")
+    for split, names in (
+        ("train", ("astronaut", "coffee")),
+        ("validation", ("chelsea",)),
+        ("test", ("rocket",)),
+    ):
+        (root / split).mkdir()
+        for name in names:
+            Image.fromarray(getattr(data, name)()[:160, :160]).save(root / split / f"{name}.png")
+    return root
+
+
+def _build(photos: Path, out: Path, *steps: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "--photos", str(photos), "--out", str(out), "--budget", "smoke"]
+    return subprocess.run([*command, "--steps", *steps], capture_output=True, text=True, timeout=900)
+
+
+def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finished_runs(
+    photos, tmp_path
+) -> None:
+    out = tmp_path / "v2"
+    result = _build(photos, out, "model")
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = json.loads((out / "ablation.json").read_text())
+    assert list(log) == ["seed0/pretrain", "seed0/ram_mac", "seed0/experts", "seed0/estimator"]
+    assert all(entry["iterations"] == 2 and entry["val"]["psnr"] > 10 for entry in log.values())
+    assert "ram_finetune: mac ranking computed at start-up, top 30%" in result.stdout + result.stderr
+
+    candidate = Path((out / "candidates.txt").read_text().strip())
+    loaded = load_model(candidate)
+    assert loaded.descriptor.architecture == "context_nafnet"
+    assert loaded.module.classes == ("clean", *DEGRADATIONS)
+    pretrained = load_model(out / "seed0" / "pretrain" / "model.safetensors").module.state_dict()
+    tuned = load_model(out / "seed0" / "ram_mac" / "model.safetensors").module.state_dict()
+    final = loaded.module.state_dict()
+    changed = [k for k in pretrained if not torch.equal(pretrained[k], tuned[k])]
+    assert 0 < len(changed) < len(pretrained)  # MAC fine-tuning moved some units only
+    # The experts and estimator steps froze the backbone: it is the fine-tuned one, bit for bit.
+    backbone = [k for k in tuned if ".experts." not in k and not k.startswith("estimator.")]
+    assert all(torch.equal(final[k], tuned[k]) for k in backbone)
+    assert not (out / "data" / "test").exists()  # the test split is never laid out for training
+
+    again = _build(photos, out, "model")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "train:" not in again.stderr  # every run was finished: nothing trained again
