@@ -189,7 +189,6 @@ def run_suite(
     """Run every model on every available selected set of ``suite``; missing sets are reported, not fatal."""
     from tqdm import tqdm
 
-    import anyrestore.methods.abair  # noqa: F401  (registers the ABAIR bundle loader)
     import anyrestore.models  # noqa: F401  (registers the architectures)
     from anyrestore.data.files import DataError
     from anyrestore.degrade import quantize
