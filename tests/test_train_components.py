@@ -15,6 +15,7 @@ from torch import nn
 from anyrestore.data import RestorationDataset
 from anyrestore.evaluate import psnr
 from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.padding import pad_to_multiple
 from anyrestore.train import (
     GeneratorBank,
     LRSchedule,
@@ -31,7 +32,7 @@ from anyrestore.train.distributed import DistContext
 from anyrestore.train.losses import LossError, charbonnier_loss, l1_loss, masked_l1_loss, psnr_loss
 from anyrestore.train.objective import build_objective
 from anyrestore.train.recipe import LossTerm
-from anyrestore.train.validate import pad_to_multiple, restore_whole, validate
+from anyrestore.train.validate import restore_whole, validate
 
 # ------------------------------------------------------------------------------------------ schedule
 
@@ -209,13 +210,23 @@ def test_validation_is_per_task_then_averaged() -> None:
     assert 0 < results["ssim/b"] < results["ssim/a"] < 1
 
 
-def test_padding_helpers() -> None:
-    x = torch.arange(15.0).view(1, 1, 3, 5)
-    padded = pad_to_multiple(x, 4)
-    assert padded.shape == (1, 1, 4, 8) and torch.equal(padded[..., :3, :5], x)
-    assert pad_to_multiple(torch.zeros(1, 1, 2, 2), 8).shape == (1, 1, 8, 8)  # too small to reflect
-    out = restore_whole(lambda t: 2 * t, torch.full((1, 3, 5, 6), 0.4), multiple=4)
-    assert out.shape == (1, 3, 5, 6) and torch.allclose(out, torch.full_like(out, 0.8))
+class _Recorder(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x)
+        return x
+
+
+def test_validation_pads_like_inference() -> None:
+    """Validation pads through the one padding home, so it sees the pixels inference would."""
+    x = torch.arange(15.0).view(1, 1, 3, 5).expand(1, 3, 3, 5) / 15
+    model = _Recorder()
+    out = restore_whole(model, x, multiple=4)
+    torch.testing.assert_close(model.seen[0], pad_to_multiple(x, 4)[0], rtol=0, atol=0)
+    assert model.seen[0].shape == (1, 3, 4, 8) and torch.equal(out, x)
 
 
 def test_unknown_method_and_options() -> None:

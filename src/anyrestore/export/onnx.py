@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.errors import AnyRestoreError
 from anyrestore.models.checkpoint import LoadedModel
 from anyrestore.models.foreign import is_foreign
 from anyrestore.models.normalize import as_unit_range, bare_model
+from anyrestore.models.padding import graph_reflect_pad
 from anyrestore.models.side import (
     JPEG_BLOCK,
     SIDE_DIM,
@@ -112,9 +112,7 @@ class OnnxGraph(nn.Module):
         if self.context is not None:
             inputs["cond"] = self.context(x, inputs.get("side"))
         if self.multiple > 1:
-            pad_h = (self.multiple - h % self.multiple) % self.multiple
-            pad_w = (self.multiple - w % self.multiple) % self.multiple
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+            x = graph_reflect_pad(x, self.multiple)
         y = self.inner(x, **inputs)
         return y[:, :, : h * self.scale, : w * self.scale].clamp(0, 1)
 

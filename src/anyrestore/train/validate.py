@@ -10,31 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from anyrestore.data.base import RestorationDataset
 from anyrestore.evaluate import psnr, ssim
+from anyrestore.models.padding import pad_to_multiple
 from anyrestore.models.side import side_inputs
 from anyrestore.train.distributed import DistContext
-
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Reflect-pad bottom and right so H and W are multiples of ``multiple`` (replicate when too small)."""
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if not ph and not pw:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
 @torch.no_grad()
 def restore_whole(model: nn.Module, lq: torch.Tensor, *, multiple: int = 1, scale: int = 1) -> torch.Tensor:
     """``model`` on a whole (N, 3, H, W) batch, padded to ``multiple`` and cropped back, clamped to [0, 1]."""
     h, w = lq.shape[-2:]
-    out = model(pad_to_multiple(lq, multiple) if multiple > 1 else lq, **side_inputs(model, lq))
+    out = model(pad_to_multiple(lq, multiple)[0], **side_inputs(model, lq))
     return out[..., : h * scale, : w * scale].float().clamp(0, 1)
 
 
