@@ -8,8 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# BT.601 luma weights on RGB in [0, 1].
-LUMA = (0.299, 0.587, 0.114)
+from anyrestore.color import LUMA  # BT.601 luma weights on RGB in [0, 1]
 
 
 def check_rgb(x: torch.Tensor) -> None:

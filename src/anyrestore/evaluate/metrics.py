@@ -13,11 +13,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from anyrestore.color import Y_OFFSET, Y_WEIGHTS  # BT.601, R, G, B in [0, 1] -> Y in [16, 235]
 from anyrestore.evaluate.presets import PRESETS as PRESETS  # re-exported
 from anyrestore.evaluate.presets import MetricPreset, get_preset
 
-Y_WEIGHTS = (65.481, 128.553, 24.966)  # BT.601, R, G, B in [0, 1] -> Y in [16, 235]
-Y_OFFSET = 16.0
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_C1 = (0.01 * 255) ** 2

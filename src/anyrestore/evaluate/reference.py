@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from anyrestore.color import Y_OFFSET, Y_WEIGHTS
+
 
 def to_y(img: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float64 Y (H, W) of BT.601 limited range on the 0..255 scale."""
     rgb = img.astype(np.float64) / 255.0
-    return rgb[..., 0] * 65.481 + rgb[..., 1] * 128.553 + rgb[..., 2] * 24.966 + 16.0
+    return rgb[..., 0] * Y_WEIGHTS[0] + rgb[..., 1] * Y_WEIGHTS[1] + rgb[..., 2] * Y_WEIGHTS[2] + Y_OFFSET
 
 
 def _planes(img: np.ndarray, y_channel: bool, crop_border: int) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from anyrestore.color import LUMA
 from anyrestore.errors import ImageError
 
 # Pillow's own decompression-bomb error threshold (2 x Image.MAX_IMAGE_PIXELS).
@@ -364,7 +365,7 @@ def write_image(
 
     if grayscale or pixels.shape[0] == 1:
         # ITU-R BT.601 luma, as Pillow's RGB -> L conversion uses.
-        weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        weights = torch.tensor(LUMA).view(3, 1, 1)
         colour = pixels if pixels.shape[0] == 1 else (pixels.float().cpu() * weights).sum(0, keepdim=True)
     else:
         colour = pixels
