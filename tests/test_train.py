@@ -1,17 +1,21 @@
 """The training engine end to end, on a tiny NAFNet and 32x32 crops of real photos (CPU only).
 
 Resumption must be bitwise exact, a 2-process torchrun run must match a 1-process run with the same
-global batch, and the tiny recipe must actually learn.
+global batch, and the tiny recipe must actually learn. The same 2-process run, launched as two torchrun
+"nodes", as two srun tasks without torchrun, or with a worker killed under ``torchrun --max-restarts``,
+must end bitwise equal to the plain 2-process run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +37,7 @@ from anyrestore.train import (
     load_recipe,
     register_objective,
 )
+from anyrestore.train.runlock import RunLock
 
 # A short run of the packaged tiny recipe: 32x32 crops, batch 2, no validation.
 QUICK = [
@@ -193,39 +198,223 @@ def test_resume_falls_back_past_damaged_and_half_written_checkpoints(photos: Pat
     assert [c.iteration for c in list_checkpoints(folder)][-1] == 24
 
 
-def test_torchrun_two_processes_match_one_process(photos: Path, tmp_path: Path) -> None:
-    # Two processes, each accumulating two micro-batches of 2, against one process taking all 8 at once.
-    torchrun = Path(sys.executable).with_name("torchrun")
-    overrides = [f"data_root={photos}", *QUICK, "schedule.iterations=12", "data.train.batch_size=8"]
-    command = [
-        str(torchrun),
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "anyrestore",
-        "train",
-        "tiny_denoise",
-    ]
-    proc = subprocess.run(
-        [*command, *overrides, "data.train.accumulate=2", "--out", str(tmp_path / "ddp"), "--quiet"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "batch 8 (2 process(es) x 2 x 2)" in proc.stdout + proc.stderr
+# The multi-process runs: two processes, each accumulating two micro-batches of 2 (global batch 8).
+DDP = [*QUICK, "data.train.batch_size=8", "data.train.accumulate=2"]
+TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID")
 
-    _train(photos, tmp_path / "single", "schedule.iterations=12", "data.train.batch_size=8")
-    ddp = _weights(tmp_path / "ddp" / "model.safetensors")
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """This environment without any launcher's variables, one thread per process, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in LAUNCHER_VARIABLES}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _train_args(photos: Path, out: Path, *extra: str) -> list[str]:
+    """``-m anyrestore train`` of the 2-process run into ``out``."""
+    return ["-m", "anyrestore", "train", "tiny_denoise", f"data_root={photos}", *DDP, *extra]
+
+
+def _cli_tail(out: Path) -> list[str]:
+    return ["--out", str(out), "--quiet"]
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float = 300) -> str:
+    """Wait for every process; all must succeed. Returns their output together."""
+    texts = []
+    for proc in procs:
+        stdout, _ = proc.communicate(timeout=timeout)
+        texts.append(stdout)
+        assert proc.returncode == 0, stdout[-3000:]
+    return "\n".join(texts)
+
+
+def _popen(command: list[str], **env: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(**env)
+    )
+
+
+def _iterations_logged(run: Path) -> list[int]:
+    return [json.loads(line)["iter"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The 2-process run under one ``torchrun --standalone``: its folder and its output."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
+    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", *_train_args(photos, out)]
+    return out, _finish([_popen([*command, *_cli_tail(out)])])
+
+
+def test_torchrun_two_processes_match_one_process(
+    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str]
+) -> None:
+    ddp, output = ddp_run
+    assert "batch 8 (2 process(es) x 2 x 2)" in output
+    _train(photos, tmp_path / "single", "data.train.batch_size=8")
     single = _weights(tmp_path / "single" / "model.safetensors")
     for name, tensor in single["params"].items():
-        torch.testing.assert_close(ddp["params"][name], tensor, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            _weights(ddp / "model.safetensors")["params"][name], tensor, rtol=1e-5, atol=1e-6
+        )
     losses = [
-        [json.loads(line)["loss"] for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-        for d in ("ddp", "single")
+        [json.loads(line)["loss"] for line in (d / "metrics.jsonl").read_text().splitlines()]
+        for d in (ddp, tmp_path / "single")
     ]
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_two_torchrun_nodes_match_one_node_bitwise(
+    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str]
+) -> None:
+    # Two launchers meeting by c10d rendezvous, one process each, as two machines sharing the run folder.
+    out, port = tmp_path / "nodes", _free_port()
+    node = [TORCHRUN, "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
+    node += [f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=nodes{port}"]
+    output = _finish([_popen([*node, *_train_args(photos, out), *_cli_tail(out)]) for _ in range(2)])
+    assert "batch 8 (2 process(es) x 2 x 2)" in output
+    _assert_bitwise_equal(ddp_run[0] / "model.safetensors", out / "model.safetensors")
+    assert _iterations_logged(out) == _iterations_logged(ddp_run[0])
+
+
+def test_sbatch_script_runs_one_torchrun_per_node_at_the_head_node(tmp_path: Path) -> None:
+    # Slurm's tools replaced by stubs: scontrol lists the job's nodes, srun records what it would run.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text('#!/bin/sh\nprintf "gpu017\\ngpu018\\n"\n')
+    (bin_dir / "srun").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {tmp_path / "srun.args"}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    script = Path(__file__).parents[1] / "examples" / "slurm" / "train.sbatch"
+    env = _env(
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        SLURM_JOB_NODELIST="gpu[017-018]",
+        SLURM_JOB_NUM_NODES="2",
+        SLURM_JOB_ID="777",
+        SLURM_GPUS_ON_NODE="4",
+    )
+    proc = subprocess.run(
+        ["bash", str(script), "promptir_allinone", "data_root=/data"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    args = (tmp_path / "srun.args").read_text().splitlines()
+    torchrun = args[args.index("torchrun") :]
+    for expected in ("--nnodes=2", "--nproc_per_node=4", "--rdzv_backend=c10d", "--rdzv_id=777"):
+        assert expected in torchrun
+    assert "--rdzv_endpoint=gpu017:29500" in torchrun and "--max-restarts=3" in torchrun
+    tail = torchrun[torchrun.index("-m") :]
+    assert tail == [
+        "-m", "anyrestore", "train", "promptir_allinone", "data_root=/data",
+        "--out", "runs/promptir_allinone", "--resume", "auto", "--quiet",
+    ]  # fmt: skip
+
+
+def test_srun_tasks_without_torchrun_are_one_run(
+    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str]
+) -> None:
+    # srun starts each task with SLURM_* only: the tasks must become ranks 0 and 1 of one run.
+    out, port = tmp_path / "srun", _free_port()
+    tasks = [
+        _popen(
+            [sys.executable, *_train_args(photos, out), *_cli_tail(out)],
+            SLURM_JOB_ID="4242",
+            SLURM_NTASKS="2",
+            SLURM_STEP_NUM_TASKS="2",
+            SLURM_PROCID=str(rank),
+            SLURM_LOCALID=str(rank),
+            SLURM_STEP_NODELIST="localhost",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+        for rank in range(2)
+    ]
+    output = _finish(tasks)
+    assert output.count("batch 8 (2 process(es) x 2 x 2)") == 1  # one run, logged by rank 0 only
+    _assert_bitwise_equal(ddp_run[0] / "model.safetensors", out / "model.safetensors")
+    assert _iterations_logged(out) == _iterations_logged(ddp_run[0])  # no line twice
+
+
+def _workers(launcher: int) -> list[int]:
+    """The processes whose parent is ``launcher``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == launcher:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_torchrun_restarts_a_killed_worker_and_resumes_bitwise(
+    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str]
+) -> None:
+    # One worker SIGKILLed at a random moment after a random checkpoint: torchrun restarts both,
+    # '--resume auto' continues from the last complete checkpoint, and the run ends as if never stopped.
+    out = tmp_path / "restarted"
+    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "--monitor-interval=0.1"]
+    launcher = _popen([*command, *_train_args(photos, out), *_cli_tail(out), "--resume", "auto"])
+    target = random.choice([4, 8, 12, 16])
+    seen: dict[int, float] = {}
+    deadline = time.monotonic() + 120
+    while launcher.poll() is None and target + 4 not in seen and time.monotonic() < deadline:
+        for c in list_checkpoints(out / CHECKPOINT_DIR):
+            seen.setdefault(c.iteration, time.monotonic())
+        time.sleep(0.002)
+    assert target + 4 in seen, f"the run stopped early (exit code {launcher.poll()})"
+    time.sleep(random.uniform(0.0, seen[target + 4] - seen[target]))
+    workers = _workers(launcher.pid)
+    assert len(workers) == 2, workers
+    os.kill(random.choice(workers), signal.SIGKILL)
+    output = _finish([launcher])
+    assert "resuming at " in output, "the run finished before the kill; nothing was resumed"
+    _assert_bitwise_equal(ddp_run[0] / "model.safetensors", out / "model.safetensors")
+    assert _iterations_logged(out) == _iterations_logged(ddp_run[0])
+
+
+def test_unused_parameters_under_ddp_are_a_one_line_error(photos: Path, tmp_path: Path) -> None:
+    # A tiny PromptIR: its prompt blocks hold parameters that the loss never reaches.
+    tiny = "{dim: 8, num_blocks: [1, 1, 1, 1], num_refinement_blocks: 1, heads: [1, 1, 2, 2], "
+    tiny += "prompt_dims: [8, 8, 16], prompt_sizes: [8, 4, 2]}"
+    out = tmp_path / "unused"
+    overrides = ["model.architecture=promptir", f"model.config={tiny}", "schedule.iterations=5"]
+    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", *_train_args(photos, out, *overrides)]
+    proc = subprocess.run(
+        [*command, *_cli_tail(out)], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("anyrestore train: error:")]
+    assert errors and "set distributed.find_unused_parameters=true" in errors[0], proc.stderr[-3000:]
+
+
+def test_resume_auto_and_the_run_lock(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "auto"
+
+    def train(*extra: str) -> int:
+        base = ["train", "tiny_denoise", f"data_root={photos}", *QUICK, "schedule.iterations=4"]
+        return main([*base, "schedule.warmup=1", *extra, "--out", str(out), "--quiet"])
+
+    with RunLock(out):  # a live run holds the folder
+        assert train("--resume", "auto") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and f"another run is writing into this folder (pid {os.getpid()} on" in err
+    assert not list_checkpoints(out / CHECKPOINT_DIR)
+
+    (out / ".lock").write_text("pid 999999 on a-dead-host\n")  # left by a dead run: no lock held
+    assert train("--resume", "auto") == 0  # nothing to resume: starts
+    assert "from scratch" in capsys.readouterr().out
+    first = _weights(out / "model.safetensors")
+    assert train("--resume", "auto") == 0  # complete: resumes at the end, nothing to redo
+    assert "resuming at 4" in capsys.readouterr().out
+    second = _weights(out / "model.safetensors")
+    assert all(torch.equal(t, second["params"][n]) for n, t in first["params"].items())
+    assert train("schedule.iterations=8", "--resume", "auto") == 1
+    assert "recipe differs" in capsys.readouterr().err
 
 
 def test_gradient_accumulation_matches_the_full_batch(photos: Path, tmp_path: Path) -> None:

@@ -422,3 +422,74 @@ def test_dequant_reads_each_crops_table_and_learns_to_restore_its_jpeg(photo, ti
         objective.prepare_model(tiny_curve_nafnet())
     with pytest.raises(ObjectiveError, match="takes no options"):
         build_objective("dequant", {"lr": 1})
+
+
+# ----------------------------------------------------------------------------- launchers and run lock
+
+
+def test_launch_env_reads_torchrun_then_srun() -> None:
+    from anyrestore.train.distributed import DistributedError, LaunchEnv, first_host, launch_env
+
+    assert launch_env({}) == LaunchEnv(0, 1, 0, None)
+    torchrun = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "SLURM_PROCID": "0", "SLURM_NTASKS": "2"}
+    assert launch_env(torchrun) == LaunchEnv(3, 4, 1, None)  # srun torchrun: torchrun's ranks win
+    srun = {
+        "SLURM_PROCID": "5",
+        "SLURM_NTASKS": "8",
+        "SLURM_STEP_NUM_TASKS": "8",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_ID": "123456",
+        "SLURM_STEP_NODELIST": "gpu[017-020,031],login2",
+    }
+    assert launch_env(srun) == LaunchEnv(5, 8, 1, "tcp://gpu017:23456")
+    assert launch_env({**srun, "MASTER_ADDR": "10.0.0.7", "MASTER_PORT": "29400"}).init_method == (
+        "tcp://10.0.0.7:29400"
+    )
+    # the batch script itself (Slurm variables, no job step) is one process, as is a one-task step
+    batch = {k: v for k, v in srun.items() if k != "SLURM_STEP_NUM_TASKS"}
+    assert launch_env({**batch, "SLURM_PROCID": "0"}) == LaunchEnv()
+    assert launch_env({**srun, "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).world_size == 1
+    assert first_host("node7") == "node7" and first_host("a[3-4],b1") == "a3"
+    no_nodes = {k: v for k, v in srun.items() if k != "SLURM_STEP_NODELIST"}
+    with pytest.raises(DistributedError, match="no MASTER_ADDR") as info:
+        launch_env(no_nodes)
+    assert "\n" not in str(info.value) and "srun torchrun" in str(info.value)
+    with pytest.raises(DistributedError, match="SLURM_PROCID=9"):
+        launch_env({**srun, "SLURM_PROCID": "9"})
+
+
+def test_run_lock_is_exclusive_and_dies_with_its_process(tmp_path: Path) -> None:
+    import multiprocessing
+    import os
+    import signal
+
+    from anyrestore.train.runlock import RunLock, RunLockedError
+
+    with RunLock(tmp_path / "run") as lock:
+        assert lock.held
+        with pytest.raises(
+            RunLockedError, match=f"another run is writing into this folder \\(pid {os.getpid()}"
+        ):
+            RunLock(tmp_path / "run").acquire()
+    with RunLock(tmp_path / "run"):  # released: free again (and the file stays)
+        pass
+
+    # A holder killed with SIGKILL leaves the file, not the lock.
+    ready = multiprocessing.get_context("fork").Event()
+
+    def hold() -> None:
+        RunLock(tmp_path / "killed").acquire()
+        ready.set()
+        signal.pause()
+
+    child = multiprocessing.get_context("fork").Process(target=hold)
+    child.start()
+    assert ready.wait(30)
+    with pytest.raises(RunLockedError, match=f"pid {child.pid}"):
+        RunLock(tmp_path / "killed").acquire()
+    os.kill(child.pid, signal.SIGKILL)
+    child.join()
+    lock = RunLock(tmp_path / "killed")
+    lock.acquire()
+    assert lock.held and (tmp_path / "killed" / ".lock").read_text().startswith(f"pid {os.getpid()} ")
+    lock.release()

@@ -18,7 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", metavar="DIR", help="run folder (default: out/<recipe name>)")
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last complete checkpoint"
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "auto"],
+        metavar="auto",
+        help="continue the run in --out from its last complete checkpoint; '--resume auto': continue it "
+        "when there is one, else start (for torchrun --max-restarts and sbatch --requeue)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 

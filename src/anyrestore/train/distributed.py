@@ -2,12 +2,15 @@
 
 ``torchrun --nproc_per_node=N -m anyrestore train recipe.yaml`` sets ``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK`` and the rendezvous address; :func:`setup` joins the process group (NCCL on GPUs, gloo on
-CPUs) and picks this process's device. There is no launcher of our own.
+CPUs) and picks this process's device. There is no launcher of our own. Tasks started by ``srun`` without
+``torchrun`` take their ranks from Slurm's variables (:func:`launch_env`).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,14 +67,70 @@ class DistContext:
         return box[0]
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None:
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
         return default
     try:
         return int(value)
     except ValueError:
         raise DistributedError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+@dataclass(frozen=True)
+class LaunchEnv:
+    """Where this process sits in the run, as its launcher said; ``init_method`` None: torchrun's ``env://``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    init_method: str | None = None
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm host list: ``node[07-09,12],gpu1`` -> ``node07`` (``scontrol show
+    hostnames | head -n 1``, without scontrol)."""
+    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if not m:
+        raise DistributedError(f"cannot read the Slurm node list {nodelist!r}")
+    prefix, ranges = m.group(1), m.group(2)
+    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+
+
+def launch_env(environ: Mapping[str, str] | None = None) -> LaunchEnv:
+    """Rank, world size and local rank from ``torchrun``'s variables, else from ``srun``'s.
+
+    ``srun`` without ``torchrun`` sets ``SLURM_PROCID``, ``SLURM_NTASKS`` and ``SLURM_LOCALID`` (and, in a job
+    step, ``SLURM_STEP_NUM_TASKS``); they become the rank, world size and local rank, and the process group
+    meets at ``MASTER_ADDR`` (default: the first host of the step's node list) and ``MASTER_PORT``
+    (default: 20000 + job id mod 20000). A batch script itself (Slurm variables but no job step) is one
+    process.
+    """
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" in env or "RANK" in env:
+        return LaunchEnv(
+            _env_int(env, "RANK", 0), _env_int(env, "WORLD_SIZE", 1), _env_int(env, "LOCAL_RANK", 0)
+        )
+    if "SLURM_PROCID" not in env or "SLURM_STEP_NUM_TASKS" not in env:
+        return LaunchEnv()
+    world = _env_int(env, "SLURM_NTASKS", _env_int(env, "SLURM_STEP_NUM_TASKS", 1))
+    rank, local_rank = _env_int(env, "SLURM_PROCID", 0), _env_int(env, "SLURM_LOCALID", 0)
+    if world <= 1:
+        return LaunchEnv(0, 1, local_rank)
+    if not 0 <= rank < world:
+        raise DistributedError(f"SLURM_PROCID={rank} is not a rank of SLURM_NTASKS={world}")
+    addr = env.get("MASTER_ADDR")
+    if not addr:
+        nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+        if not nodes:
+            raise DistributedError(
+                f"started by srun as task {rank} of {world} with no MASTER_ADDR and no SLURM_JOB_NODELIST: "
+                "export MASTER_ADDR=<first node> MASTER_PORT=<free port>, or run srun torchrun ... "
+                "(docs/training.md, 'Several machines')"
+            )
+        addr = first_host(nodes)
+    port = _env_int(env, "MASTER_PORT", 20000 + _env_int(env, "SLURM_JOB_ID", 9500) % 20000)
+    return LaunchEnv(rank, world, local_rank, f"tcp://{addr}:{port}")
 
 
 def pick_device(preference: str, local_rank: int = 0) -> torch.device:
@@ -80,10 +139,9 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
 
 
 def setup(device: str = "auto", backend: str = "auto") -> DistContext:
-    """Join the process group when started by torchrun (``WORLD_SIZE`` > 1), and pick the device."""
-    world = _env_int("WORLD_SIZE", 1)
-    rank = _env_int("RANK", 0)
-    local_rank = _env_int("LOCAL_RANK", 0)
+    """Join the process group when started by torchrun or srun (world size > 1), and pick the device."""
+    launch = launch_env()
+    rank, world, local_rank = launch.rank, launch.world_size, launch.local_rank
     chosen = pick_device(device, local_rank)
     if world <= 1:
         return DistContext(0, 1, 0, chosen)
@@ -94,7 +152,15 @@ def setup(device: str = "auto", backend: str = "auto") -> DistContext:
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
     if not dist.is_initialized():
-        kwargs = {"device_id": chosen} if chosen.type == "cuda" else {}
+        kwargs: dict[str, Any] = {"device_id": chosen} if chosen.type == "cuda" else {}
+        if launch.init_method is not None:
+            kwargs["init_method"] = launch.init_method
+        elif os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+            # torchrun --max-restarts keeps its store across restarts, and the group would read the
+            # failed attempt's addresses: give each attempt its own keys.
+            store, _, _ = next(dist.rendezvous("env://", rank, world))
+            attempt = os.environ["TORCHELASTIC_RESTART_COUNT"]
+            kwargs["store"] = dist.PrefixStore(f"anyrestore/attempt_{attempt}", store)
         dist.init_process_group(backend=backend, rank=rank, world_size=world, **kwargs)
     return DistContext(rank, world, local_rank, chosen)
 

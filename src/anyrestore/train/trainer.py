@@ -61,6 +61,7 @@ from anyrestore.train.monitor import METRICS_FILE, Monitor
 from anyrestore.train.objective import GeneratorBank, Objective, StepContext, build_objective
 from anyrestore.train.precision import Precision
 from anyrestore.train.recipe import Recipe, recipe_differences, recipe_from_dict
+from anyrestore.train.runlock import RunLock
 from anyrestore.train.schedule import LRSchedule
 from anyrestore.train.validate import validate
 
@@ -109,7 +110,11 @@ def _seed_globals(seed: int) -> None:
 
 
 class Trainer:
-    """Runs one recipe into ``out_dir`` (``resume``: continue the run already there).
+    """Runs one recipe into ``out_dir`` (``resume``: continue the run already there; ``"auto"``: continue
+    it when the folder holds a checkpoint, else start).
+
+    Rank 0 holds the folder's :class:`~anyrestore.train.runlock.RunLock` while the run lives, so a second
+    run cannot write into it.
 
     ``objective`` overrides the one the recipe's ``method`` names (for methods driving the engine from
     code). Errors about the recipe, the data or the run raise :class:`~anyrestore.errors.AnyRestoreError`
@@ -121,28 +126,34 @@ class Trainer:
         recipe: Recipe,
         out_dir: str | Path,
         *,
-        resume: bool = False,
+        resume: bool | str = False,
         objective: Objective | None = None,
         progress: bool = True,
     ) -> None:
         self.recipe = recipe
         self.out_dir = Path(out_dir)
+        if resume not in (True, False, "auto"):
+            raise TrainError(f"resume: {resume!r}; expected true, false or 'auto'")
         self.resume = resume
+        self._lock = RunLock(self.out_dir)
         self.objective = objective or build_objective(recipe.method.name, recipe.method.options)
         self.progress = progress
 
     # ------------------------------------------------------------------------------------- set-up
 
-    def _check_out_dir(self) -> None:
+    def _check_out_dir(self) -> bool:
+        """Whether the run resumes; raises when the folder does not fit what was asked."""
         saved = self.out_dir / RECIPE_FILE
         existing = list_checkpoints(self.out_dir / CHECKPOINT_DIR)
+        if self.resume == "auto" and not existing:
+            return False
         if not self.resume:
             if existing:
                 raise TrainError(
                     f"{self.out_dir}: already holds a run (checkpoint at iteration "
                     f"{existing[-1].iteration}); pass --resume to continue it, or choose another --out"
                 )
-            return
+            return False
         if not existing:
             raise TrainError(f"{self.out_dir}: no complete checkpoint to resume from; run without --resume")
         if saved.exists():
@@ -157,6 +168,24 @@ class Trainer:
                     f"{self.out_dir}: the recipe differs from the one this run started with "
                     f"({', '.join(changed[:6])}); resume with the same recipe and overrides"
                 )
+        return True
+
+    def _claim_out_dir(self, ctx: DistContext) -> bool:
+        """Rank 0 locks the run folder and checks it; every process gets its verdict (resume or not)."""
+        failure: AnyRestoreError | None = None
+        resuming = False
+        if ctx.is_main:
+            try:
+                self._lock.acquire()
+                resuming = self._check_out_dir()
+            except AnyRestoreError as exc:
+                failure = exc
+        message, resuming = ctx.broadcast((str(failure) if failure else None, resuming))
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise TrainError(message)
+        return resuming
 
     def _build_data(self, ctx: DistContext):
         r = self.recipe
@@ -226,12 +255,13 @@ class Trainer:
             finally:
                 session.monitor.close()
         finally:
+            self._lock.release()
             teardown(ctx)
 
     def _start(self, ctx: DistContext) -> _Session:
         """Check the run folder and build everything, all before the first step."""
         r = self.recipe
-        self._check_out_dir()
+        resuming = self._claim_out_dir(ctx)
         t = r.data.train
         try:
             micro = micro_batch_size(t.batch_size, ctx.world_size, t.accumulate)
@@ -273,7 +303,7 @@ class Trainer:
         )
 
         _seed_globals(derive_seed(r.seed, "process", ctx.rank))
-        if self.resume:
+        if resuming:
             s.start = self._restore(s)
         elif ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -336,7 +366,7 @@ class Trainer:
             for m in range(t.accumulate):
                 batch = _to_device(next(batches), ctx.device)
                 hold = defer_sync and m < t.accumulate - 1
-                with s.net.no_sync() if hold else contextlib.nullcontext():
+                with s.net.no_sync() if hold else contextlib.nullcontext(), _unused_parameters_hint():
                     with s.precision.autocast():
                         loss, parts = self.objective.loss(s.net, batch, step_ctx)
                     s.precision.backward(loss / t.accumulate)
@@ -443,6 +473,20 @@ class Trainer:
                 stacklevel=2,
             )
         return found.files.iteration
+
+
+@contextlib.contextmanager
+def _unused_parameters_hint():
+    """DDP's long error about parameters that got no gradient, as one line naming the recipe's switch."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "find_unused_parameters" not in str(exc):
+            raise
+        raise TrainError(
+            "the model has parameters that get no gradient in training, which DDP refuses by default: set "
+            "distributed.find_unused_parameters=true (or distributed.static_graph=true)"
+        ) from None
 
 
 @dataclass
