@@ -173,8 +173,9 @@ def test_tiles_start_on_the_jpeg_grid_and_match_the_whole_image(
     # every tile is conditioned on the whole image, with the file's tables
     assert all(torch.equal(t["cond"], forward_calls[0]["cond"]) for t in tiles)
     assert all(torch.equal(t["side"], forward_calls[0]["side"]) for t in tiles)
-    # what remains is the receptive field (and NAFNet's per-tile channel attention) at tile edges
-    assert (tiled - whole).abs().max() < 1e-3
+    # what remains is the receptive field at tile edges and NAFNet's channel attention, which pools each
+    # tile (measured: 1.4e-4 to 4e-3, depending on the random weights)
+    assert (tiled - whole).abs().max() < 0.01
     assert (whole - data.pixels).abs().mean() > 1e-3  # the model does change the photo
 
 
@@ -189,7 +190,7 @@ def test_tiles_are_conditioned_on_the_whole_image(tmp_path: Path, photo_uint8) -
     shared = (tiled(data.pixels, jpeg_tables=data.jpeg_tables) - whole).abs().max()
     tiled._context = None  # as if each tile computed its own conditioning
     own = (tiled(data.pixels, jpeg_tables=data.jpeg_tables) - whole).abs().max()
-    assert shared < 0.01 and own > 0.02  # measured: 0.005 and 0.047
+    assert shared < 0.01 and own > 0.02  # measured: 0.005-0.006 and 0.047-0.062
 
 
 def test_side_information_of_the_wrong_shape_is_a_clear_error(photo) -> None:
