@@ -122,6 +122,7 @@ def prepare_data(photos: Path, root: Path) -> Path:
 def base_recipe(budget: Budget, data_root: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     data = copy.deepcopy(read_recipe_data(find_recipe("default_v2")))
     data.update(seed=seed, data_root=str(data_root), device=args.device, precision=args.precision)
+    data["channels_last"] = args.channels_last
     data["model"]["config"].update(budget.network)
     train = data["data"]["train"]
     train.update(batch_size=budget.batch, num_workers=args.workers)
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes per run")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last memory order (GPUs)")
     parser.add_argument(
         "--steps",
         nargs="+",

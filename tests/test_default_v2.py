@@ -1,10 +1,14 @@
-"""scripts/build_default_v2.py: the v2 pipeline runs end to end on a tiny network, and resumes."""
+"""The v2 pipeline (scripts/build_default_v2.py) through its GPU script (scripts/default_v2_gpu.sh), run on
+CPU at the smoke budget: every step end to end on a tiny network, the outputs the device run brings back,
+and a rerun that trains nothing."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,7 @@ from anyrestore.models.checkpoint import load_model
 from anyrestore.models.context_nafnet import DEGRADATIONS
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "build_default_v2.py"
+SCRIPT = ROOT / "scripts" / "default_v2_gpu.sh"
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +38,36 @@ def photos(tmp_path_factory) -> Path:
     return root
 
 
-def _build(photos: Path, out: Path, *steps: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(SCRIPT), "--photos", str(photos), "--out", str(out), "--budget", "smoke"]
-    return subprocess.run([*command, "--steps", *steps], capture_output=True, text=True, timeout=900)
+def _build(photos: Path, runs: Path, out: Path) -> subprocess.CompletedProcess:
+    settings = {"BUDGET": "smoke", "DEVICE": "cpu", "PRECISION": "fp32", "WORKERS": "0", "SEEDS": "0"}
+    env = {**os.environ, **settings, "STEPS": "model", "RUNS": str(runs), "OUT": str(out)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(
+        ["bash", str(SCRIPT), str(photos)], capture_output=True, text=True, timeout=900, env=env
+    )
 
 
 def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finished_runs(
     photos, tmp_path
 ) -> None:
-    out = tmp_path / "v2"
-    result = _build(photos, out, "model")
-    assert result.returncode == 0, result.stderr[-2000:]
+    out, back = tmp_path / "v2", tmp_path / "back"
+    result = _build(photos, out, back)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    assert sorted(p.name for p in back.iterdir()) == [
+        "ablation.json",
+        "ablation.md",
+        "default_v2.safetensors",
+        "run.log",
+        "runs.tar.gz",
+    ]
+    with tarfile.open(back / "runs.tar.gz") as archive:
+        names = archive.getnames()
+    assert "./seed0/estimator/metrics.jsonl" in names and "./seed0/pretrain/recipe.yaml" in names
     log = json.loads((out / "ablation.json").read_text())
     assert list(log) == ["seed0/pretrain", "seed0/ram_mac", "seed0/experts", "seed0/estimator"]
     assert all(entry["iterations"] == 2 and entry["val"]["psnr"] > 10 for entry in log.values())
-    assert "ram_finetune: mac ranking computed at start-up, top 30%" in result.stdout + result.stderr
+    assert "ram_finetune: mac ranking computed at start-up, top 30%" in result.stdout
+    assert load_model(back / "default_v2.safetensors").descriptor.architecture == "context_nafnet"
 
     candidate = Path((out / "candidates.txt").read_text().strip())
     loaded = load_model(candidate)
@@ -64,6 +83,6 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     assert all(torch.equal(final[k], tuned[k]) for k in backbone)
     assert not (out / "data" / "test").exists()  # the test split is never laid out for training
 
-    again = _build(photos, out, "model")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "train:" not in again.stderr  # every run was finished: nothing trained again
+    again = _build(photos, out, back)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-2000:]
+    assert "done:" not in again.stdout  # every run was finished: nothing trained again

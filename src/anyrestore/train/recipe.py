@@ -166,6 +166,9 @@ class Recipe:
     loss: list[LossTerm] = field(default_factory=lambda: [LossTerm("l1")])
     ema: EmaSection | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Keep the model and each batch in channels-last memory order (faster convolutions on GPUs; the
+    # numbers are those of the default order up to floating-point summation order).
+    channels_last: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
