@@ -19,6 +19,7 @@ from torch import nn
 from anyrestore.adapters.base import AdapterError
 from anyrestore.adapters.inject import RECORD_ATTR, Injection, base_identity, inject, injection, remove
 from anyrestore.io import atomic_output
+from anyrestore.io.tensors import read_safetensors
 from anyrestore.models.normalize import bare_model
 
 METADATA_KEY = "anyrestore.adapter"
@@ -54,17 +55,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike[str]) -> Path:
 
 def read_adapter(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The metadata and tensors of an adapter file."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"{path}: no such adapter file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    except Exception as exc:
-        raise AdapterError(f"{path}: not a readable safetensors file ({exc})") from None
+    tensors, metadata = read_safetensors(path, AdapterError)
     if METADATA_KEY not in metadata:
         raise AdapterError(f"{path}: not an anyrestore adapter file (no {METADATA_KEY} metadata)")
     meta = json.loads(metadata[METADATA_KEY])

@@ -113,15 +113,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[Any, dict[str, str] |
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file")
     if path.suffix.lower() == ".safetensors":
-        from safetensors import safe_open
+        from anyrestore.io.tensors import read_safetensors
 
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata()
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-        return _nest(tensors), metadata
+        tensors, metadata = read_safetensors(path, CheckpointError)
+        return _nest(tensors), metadata or None
     return _torch_load_weights_only(path), None
 
 

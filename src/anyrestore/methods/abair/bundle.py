@@ -30,6 +30,7 @@ from torch import nn
 
 from anyrestore.adapters import base_identity, inject, save_adapter
 from anyrestore.io import atomic_output
+from anyrestore.io.tensors import read_safetensors, read_safetensors_metadata
 from anyrestore.methods.abair.errors import ABAIRError
 from anyrestore.methods.abair.heads import DegradationEstimator, SegHead
 from anyrestore.methods.abair.model import BLEND_MODES, ABAIRModel, AdapterInfo, LoRAConfig
@@ -67,31 +68,15 @@ def _strip(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.
 
 def is_bundle(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a safetensors file carrying ABAIR metadata."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if path.suffix.lower() != ".safetensors" or not path.is_file():
-        return False
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return BUNDLE_KEY in (f.metadata() or {})
-    except Exception:  # noqa: BLE001 - not readable as safetensors: not a bundle
-        return False
+    return BUNDLE_KEY in (read_safetensors_metadata(path) or {})
 
 
 def read_bundle(path: str | os.PathLike[str]) -> Bundle:
     """The tensors and metadata of a bundle file; problems raise :class:`ABAIRError` naming it."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise ABAIRError(f"{path}: no such ABAIR bundle")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no items()
-    except Exception as exc:
-        raise ABAIRError(f"{path}: not a readable safetensors file ({exc})") from None
+    tensors, metadata = read_safetensors(path, ABAIRError)
     if BUNDLE_KEY not in metadata:
         raise ABAIRError(f"{path}: not an ABAIR bundle (no {BUNDLE_KEY} metadata)")
     meta = json.loads(metadata[BUNDLE_KEY])
