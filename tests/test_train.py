@@ -508,3 +508,14 @@ def test_cli_train_errors_are_one_line(photos: Path, tmp_path: Path, capsys: pyt
     assert train("data.train.sets.0.patch_size=4096") == 1
     err = capsys.readouterr().err
     assert "data.train.sets.0" in err and "smaller than the noise crop (4096px)" in err
+
+
+def test_channels_last_trains_the_same_weights(photos: Path, tmp_path: Path) -> None:
+    """channels_last changes the memory order of the model and batches only, not what is learned."""
+    plain = _train(photos, tmp_path / "plain", "schedule.iterations=4", "schedule.warmup=1")
+    last = _train(
+        photos, tmp_path / "last", "schedule.iterations=4", "schedule.warmup=1", "channels_last=true"
+    )
+    wa, wb = _weights(plain.weights), _weights(last.weights)
+    for name, tensor in wa["params"].items():
+        torch.testing.assert_close(wb["params"][name], tensor, atol=1e-5, rtol=1e-4)

@@ -99,8 +99,12 @@ def build_optimizer(recipe: Recipe, params: list[nn.Parameter]) -> torch.optim.O
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+def _to_device(batch: Mapping[str, Any], device: torch.device, channels_last: bool = False) -> dict[str, Any]:
+    def move(v: torch.Tensor) -> torch.Tensor:
+        v = v.to(device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
+
+    return {k: move(v) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def _seed_globals(seed: int) -> None:
@@ -276,6 +280,8 @@ class Trainer:
             supported = ", ".join(descriptor.precisions)
             raise TrainError(f"precision: {r.model.architecture} supports {supported}, not {r.precision}")
         model.to(ctx.device).train()
+        if r.channels_last:
+            model.to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise TrainError("no trainable parameters: the method froze every layer")
@@ -364,7 +370,7 @@ class Trainer:
             s.optimizer.zero_grad(set_to_none=True)
             step_ctx.iteration = iteration
             for m in range(t.accumulate):
-                batch = _to_device(next(batches), ctx.device)
+                batch = _to_device(next(batches), ctx.device, r.channels_last)
                 hold = defer_sync and m < t.accumulate - 1
                 with s.net.no_sync() if hold else contextlib.nullcontext(), _unused_parameters_hint():
                     with s.precision.autocast():
