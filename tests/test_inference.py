@@ -226,6 +226,15 @@ def test_channels_last_gives_the_same_result() -> None:
     a = Restorer(net, _descriptor(), device="cpu", tile=0)(x)
     b = Restorer(net, _descriptor(), device="cpu", tile=0, channels_last=True)(x)
     assert torch.allclose(a, b, atol=1e-5)
+    # a model holding tensors of other ranks too (PromptIR's 5-D prompts): only the 4-D ones change layout
+    tiny = {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1, "heads": (1, 1, 2, 2)}
+    descriptor = ModelDescriptor.for_architecture("promptir", {**tiny, "prompt_dims": (8, 8, 16)})
+    torch.manual_seed(0)
+    promptir = descriptor.build().eval()
+    a = Restorer(promptir, descriptor, device="cpu", tile=0)(x)
+    b = Restorer(promptir, descriptor, device="cpu", tile=0, channels_last=True)(x)
+    assert torch.allclose(a, b, atol=1e-5)
+    assert promptir.patch_embed.proj.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_imagenet_normalised_models_are_fed_correctly() -> None:

@@ -157,7 +157,7 @@ class Restorer:
         for p in module.parameters():
             p.requires_grad_(False)
         if self.options.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+            module = to_channels_last(module)
         self.module = module
         self._forward_module: nn.Module = torch.compile(module) if self.options.compile else module
         # What the model takes besides pixels (models/side.py decides): JPEG side information, and the
@@ -345,6 +345,17 @@ class Restorer:
             raise InferenceError(f"{self.source}: the model's output holds NaN or Inf values{hint}")
         out = out.clamp(0, 1)
         return out[0] if single else out
+
+
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """``module`` with its 4-D weights and buffers in channels-last layout, in place. (``Module.to(
+    memory_format=...)`` refuses models that also hold tensors of other ranks, such as PromptIR's 5-D
+    prompts.)"""
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.dim() == 4:
+                tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
 
 
 def ensemble_mode(option: str | bool | None, descriptor: ModelDescriptor) -> str:
