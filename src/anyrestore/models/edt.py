@@ -32,10 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import shapes_match
+from anyrestore.models.layers import DropPath, Upsample, UpsampleOneStep
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 # EDT's body is a Swin transformer: the blocks it shares with SwinIR come from there, one copy each.
-from anyrestore.models.swinir import DropPath, Upsample, UpsampleOneStep, init_weights
+from anyrestore.models.swinir import init_weights
 
 _EDT_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K RGB mean, subtracted as in the release
 _SIX = (6, 6, 6, 6, 6, 6)

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, shapes_match
+from anyrestore.models.layers import Upsample
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 _IPT_MEAN = (0.4488, 0.4371, 0.4040)
@@ -73,21 +74,6 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x) + x
-
-
-class Upsampler(nn.Sequential):
-    """conv + pixel shuffle, repeated: x2 steps for powers of two, one x3 step; empty for scale 1."""
-
-    def __init__(self, scale: int, n_feats: int) -> None:
-        layers: list[nn.Module] = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [_conv(n_feats, 4 * n_feats, 3), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [_conv(n_feats, 9 * n_feats, 3), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"scale {scale} is not supported (powers of 2 and 3 are)")
-        super().__init__(*layers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -349,7 +335,7 @@ class IPT(nn.Module):
             attn_out_bias=attn_out_bias,
         )
         self.tail = nn.ModuleList(
-            nn.Sequential(Upsampler(s, n_feats), _conv(n_feats, n_colors, 3)) for s in self.scales
+            nn.Sequential(Upsample(s, n_feats), _conv(n_feats, n_colors, 3)) for s in self.scales
         )
 
     def forward_patch(self, x: torch.Tensor, task: int) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, shapes_match
+from anyrestore.models.layers import ChannelLayerNorm
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
-from anyrestore.models.restormer import ChannelLayerNorm
 
 
 class LayerNorm2d(ChannelLayerNorm):
@@ -145,6 +145,20 @@ class NAFNet(nn.Module):
         return F.pad(x, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x
 
 
+def unet_layout(state_dict: StateDict) -> dict[str, Any]:
+    """Channels, width and blocks per level of a NAFNet-style U-Net's weights (``intro``, ``encoders.i``,
+    ``downs``, ``middle_blks``, ``decoders.i``), as constructor kwargs."""
+    levels = count_blocks(state_dict, "downs")
+    intro = state_dict["intro.weight"]
+    return {
+        "img_channel": int(intro.shape[1]),
+        "width": int(intro.shape[0]),
+        "middle_blk_num": count_blocks(state_dict, "middle_blks"),
+        "enc_blk_nums": [count_blocks(state_dict, f"encoders.{i}") for i in range(levels)],
+        "dec_blk_nums": [count_blocks(state_dict, f"decoders.{i}") for i in range(levels)],
+    }
+
+
 def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """NAFNet constructor kwargs reproducing ``state_dict``, or ``None`` if it is not a NAFNet."""
     if not {"intro.weight", "ending.weight", "downs.0.weight", "ups.0.0.weight"} <= state_dict.keys():
@@ -152,9 +166,6 @@ def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     levels = count_blocks(state_dict, "downs")
     if count_blocks(state_dict, "ups") != levels:
         return None
-    intro = state_dict["intro.weight"]
-    width = int(intro.shape[0])
-
     dw_expand = ffn_expand = 2
     block = next((k.removesuffix(".conv1.weight") for k in state_dict if k.endswith(".conv1.weight")), None)
     if block is not None:
@@ -168,15 +179,7 @@ def infer_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
             return None
         dw_expand, ffn_expand = dw // c, ffn // c
 
-    cfg: dict[str, Any] = {
-        "img_channel": int(intro.shape[1]),
-        "width": width,
-        "middle_blk_num": count_blocks(state_dict, "middle_blks"),
-        "enc_blk_nums": [count_blocks(state_dict, f"encoders.{i}") for i in range(levels)],
-        "dec_blk_nums": [count_blocks(state_dict, f"decoders.{i}") for i in range(levels)],
-        "dw_expand": dw_expand,
-        "ffn_expand": ffn_expand,
-    }
+    cfg: dict[str, Any] = {**unet_layout(state_dict), "dw_expand": dw_expand, "ffn_expand": ffn_expand}
     return cfg if shapes_match(state_dict, NAFNet, cfg) else None
 
 

@@ -26,7 +26,6 @@ from anyrestore.models.detection import count_blocks, expansion_factor, shapes_m
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 from anyrestore.models.restormer import (  # noqa: F401  (some only re-exported: they used to live here)
     Attention,
-    ChannelLayerNorm,
     Downsample,
     FeedForward,
     LayerNorm,

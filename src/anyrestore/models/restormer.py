@@ -16,43 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, expansion_factor, shapes_match
+from anyrestore.models.layers import ChannelLayerNorm
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
-
-
-class ChannelLayerNorm(nn.Module):
-    """Layer normalisation over the channels of an (N, C, H, W) map, with or without a bias.
-
-    Without a bias (Restormer's ``BiasFree``) the output is scaled by the inverse standard deviation
-    but not centred. With ``float32_stats`` the statistics are computed in float32, so half-precision
-    activations do not overflow; otherwise the release's formula runs in the input dtype.
-    """
-
-    def __init__(
-        self, dim: int, with_bias: bool = True, eps: float = 1e-5, float32_stats: bool = True
-    ) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.bias = nn.Parameter(torch.zeros(dim)) if with_bias else None
-        self.eps = eps
-        self.float32_stats = float32_stats
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.float32_stats:
-            var = x.var(dim=1, keepdim=True, unbiased=False)
-            if self.bias is None:
-                return x / torch.sqrt(var + self.eps) * self.weight[:, None, None]
-            centred = x - x.mean(dim=1, keepdim=True)
-            return (
-                centred / torch.sqrt(var + self.eps) * self.weight[:, None, None] + self.bias[:, None, None]
-            )
-        x32 = x.float()
-        centred = x32 - x32.mean(1, keepdim=True)
-        var = centred.pow(2).mean(1, keepdim=True)
-        y = centred if self.bias is not None else x32
-        y = y * torch.rsqrt(var + self.eps) * self.weight.float()[:, None, None]
-        if self.bias is not None:
-            y = y + self.bias.float()[:, None, None]
-        return y.to(x.dtype)
 
 
 class LayerNorm(nn.Module):

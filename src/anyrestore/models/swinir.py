@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anyrestore.models.detection import count_blocks, shapes_match
+from anyrestore.models.layers import DropPath, Mlp, Upsample, UpsampleOneStep
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 
 _SIX = (6, 6, 6, 6, 6, 6)
@@ -97,32 +98,6 @@ def _to_image(tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------------
 # Transformer blocks
 # --------------------------------------------------------------------------------------------------
-
-
-class DropPath(nn.Module):
-    """Stochastic depth: zero a sample's residual branch with probability ``p`` while training."""
-
-    def __init__(self, p: float = 0.0) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        noise = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * noise / keep
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class WindowAttention(nn.Module):
@@ -300,33 +275,6 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(_to_tokens(x))
-
-
-# --------------------------------------------------------------------------------------------------
-# Reconstruction heads
-# --------------------------------------------------------------------------------------------------
-
-
-class Upsample(nn.Sequential):
-    """Conv + pixel shuffle, repeated: x2 steps for powers of two, or a single x3 step."""
-
-    def __init__(self, scale: int, num_feat: int) -> None:
-        layers: list[nn.Module] = []
-        if scale & (scale - 1) == 0:
-            for _ in range(int(math.log2(scale))):
-                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
-        elif scale == 3:
-            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, padding=1), nn.PixelShuffle(3)]
-        else:
-            raise ValueError(f"scale {scale} is not supported (powers of 2 and 3 are)")
-        super().__init__(*layers)
-
-
-class UpsampleOneStep(nn.Sequential):
-    """One conv straight to ``scale**2 * out_chans`` channels and one pixel shuffle (lightweight SR)."""
-
-    def __init__(self, scale: int, num_feat: int, out_chans: int) -> None:
-        super().__init__(nn.Conv2d(num_feat, scale**2 * out_chans, 3, padding=1), nn.PixelShuffle(scale))
 
 
 # --------------------------------------------------------------------------------------------------
