@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from anyrestore.models.detection import count_blocks, shapes_match
-from anyrestore.models.nafnet import LayerNorm2d, SimpleGate
+from anyrestore.models.detection import shapes_match
+from anyrestore.models.nafnet import LayerNorm2d, SimpleGate, unet_layout
 from anyrestore.models.registry import Architecture, StateDict, register_architecture
 from anyrestore.models.side import SIDE_DIM
 
@@ -236,15 +236,10 @@ def infer_context_nafnet_config(state_dict: StateDict) -> dict[str, Any] | None:
     """Constructor kwargs reproducing ``state_dict`` (expert names come from the file's metadata)."""
     if not {"context.mix.2.weight", "estimator.2.weight", "intro.weight"} <= state_dict.keys():
         return None
-    levels = count_blocks(state_dict, "downs")
     experts = int(state_dict["estimator.2.weight"].shape[0]) - 1
     down = state_dict.get("encoders.0.0.conv1.experts.down")
     cfg: dict[str, Any] = {
-        "img_channel": int(state_dict["intro.weight"].shape[1]),
-        "width": int(state_dict["intro.weight"].shape[0]),
-        "middle_blk_num": count_blocks(state_dict, "middle_blks"),
-        "enc_blk_nums": [count_blocks(state_dict, f"encoders.{i}") for i in range(levels)],
-        "dec_blk_nums": [count_blocks(state_dict, f"decoders.{i}") for i in range(levels)],
+        **unet_layout(state_dict),
         "cond_dim": int(state_dict["estimator.0.weight"].shape[1]),
         "context_width": int(state_dict["context.features.0.weight"].shape[0]),
         "side_dim": int(state_dict["context.side.0.weight"].shape[1]),
