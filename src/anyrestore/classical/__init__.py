@@ -3,8 +3,10 @@
 Every baseline maps an (N, 3, H, W) float tensor in [0, 1] to a new one of the same shape, dtype and
 device (work happens on CPU, in numpy/OpenCV or torch) and never modifies its input. Baselines are blind
 where the real use is blind (they estimate noise level, blockiness, airlight, exposure, streak angle) and
-take the true parameter as an optional keyword for oracle comparisons. The motion-blur baselines are
-oracle-only: they need the true kernel. BM3D is absent: no dependency implements it.
+take the true parameter as an optional keyword for oracle comparisons (the deblurring ones estimate the
+Gaussian blur's std, or the motion's length and angle). CBM3D (``cbm3d``) needs the optional ``bm3d``
+package, free for non-commercial use only (``pip install 'anyrestore[bm3d]'``); it is registered either
+way and raises a one-line :class:`ImportError` when called without it.
 
 :data:`BASELINES` maps a name to ``(function, target degradation, description)``, the degradation named
 as in :data:`anyrestore.degrade.OPERATORS`; :data:`DEFAULT_BASELINE` names the one to compare against
@@ -19,7 +21,10 @@ from typing import Any, NamedTuple
 import torch
 
 from ._common import box_filter, guided_filter
+from .bm3d import bm3d_available, bm3d_sigma, cbm3d_denoise, jpeg_noise_level
 from .deblur import (
+    estimate_gaussian_blur,
+    estimate_motion_blur,
     richardson_lucy,
     rl_gaussian,
     rl_motion,
@@ -43,17 +48,24 @@ class Baseline(NamedTuple):
 
 
 BASELINES: dict[str, Baseline] = {
+    "cbm3d": Baseline(
+        cbm3d_denoise, "noise", "CBM3D (optional bm3d package, non-commercial), sigma estimated (JPEG-aware)"
+    ),
     "nlm": Baseline(nlm_denoise, "noise", "non-local means on RGB (OpenCV), h from the estimated sigma"),
     "bilateral": Baseline(bilateral_denoise, "noise", "bilateral filter, range std from the estimated sigma"),
-    "wiener": Baseline(wiener_gaussian, "blur", "Wiener deconvolution, Gaussian PSF sigma 2 assumed"),
-    "richardson_lucy": Baseline(
-        rl_gaussian, "blur", "Richardson-Lucy, 30 iterations, Gaussian PSF sigma 2 assumed"
+    "wiener_gaussian": Baseline(
+        wiener_gaussian, "blur", "Wiener deconvolution, Gaussian PSF std estimated by re-blurring (or sigma=)"
+    ),
+    "rl_gaussian": Baseline(
+        rl_gaussian, "blur", "Richardson-Lucy, 30 iterations, Gaussian PSF std estimated (or sigma=)"
     ),
     "wiener_motion": Baseline(
-        wiener_motion, "motion_blur", "oracle: Wiener with the true length/angle kernel"
+        wiener_motion, "motion_blur", "Wiener, motion length/angle from the cepstrum (or length=, angle=)"
     ),
-    "richardson_lucy_motion": Baseline(
-        rl_motion, "motion_blur", "oracle: Richardson-Lucy with the true length/angle kernel"
+    "rl_motion": Baseline(
+        rl_motion,
+        "motion_blur",
+        "Richardson-Lucy, motion length/angle from the cepstrum (or length=, angle=)",
     ),
     "deblock": Baseline(deblock_bilateral, "jpeg", "bilateral smoothing in YCbCr, strength from blockiness"),
     "deblock_dct": Baseline(
@@ -66,13 +78,26 @@ BASELINES: dict[str, Baseline] = {
     "derain_median": Baseline(derain_median, "rain", "darken-only median across the detected streak angle"),
 }
 
+# The keyword each baseline takes the true degradation parameters under, for oracle runs: the
+# baseline's keyword -> the degradation operator's parameter.
+ORACLE_KEYWORDS: dict[str, dict[str, str]] = {
+    "cbm3d": {"sigma": "sigma"},
+    "nlm": {"sigma": "sigma"},
+    "bilateral": {"sigma": "sigma"},
+    "wiener_gaussian": {"sigma": "sigma", "kernel_size": "kernel_size"},
+    "rl_gaussian": {"sigma": "sigma", "kernel_size": "kernel_size"},
+    "wiener_motion": {"length": "length", "angle": "angle"},
+    "rl_motion": {"length": "length", "angle": "angle"},
+}
+
 # The baseline each degradation is compared against by default: the best blind one in our measurements
-# (tests/test_classical.py, 128-px photos); motion blur has only oracle baselines. For noise the bilateral
-# filter beat NLM at sigma 25 and 50 at 128 px and at sigma 25 at 400 px; NLM won at sigma 50, 400 px.
+# (tests/test_classical.py and docs/results.md). For noise CBM3D when the optional bm3d package is
+# installed (1.5-3 dB above the bilateral filter), else the bilateral filter, which beat NLM at sigma 25
+# and 50 at 128 px and at sigma 25 at 400 px (NLM won at sigma 50, 400 px).
 DEFAULT_BASELINE: dict[str, str] = {
-    "noise": "bilateral",
-    "blur": "wiener",
-    "motion_blur": "richardson_lucy_motion",
+    "noise": "cbm3d" if bm3d_available() else "bilateral",
+    "blur": "wiener_gaussian",
+    "motion_blur": "rl_motion",
     "jpeg": "deblock",
     "haze": "dcp",
     "low_light": "gamma",
@@ -90,11 +115,15 @@ def run_baseline(name: str, x: torch.Tensor, **params: Any) -> torch.Tensor:
 __all__ = [
     "BASELINES",
     "DEFAULT_BASELINE",
+    "ORACLE_KEYWORDS",
     "Baseline",
     "atmospheric_light",
     "bilateral_denoise",
     "blockiness",
+    "bm3d_available",
+    "bm3d_sigma",
     "box_filter",
+    "cbm3d_denoise",
     "choose_gamma",
     "clahe",
     "dark_channel",
@@ -102,11 +131,14 @@ __all__ = [
     "deblock_dct",
     "dehaze_dcp",
     "derain_median",
+    "estimate_gaussian_blur",
+    "estimate_motion_blur",
     "estimate_noise_sigma",
     "estimate_streak_angle",
     "gamma_clahe",
     "gamma_correct",
     "guided_filter",
+    "jpeg_noise_level",
     "nlm_denoise",
     "richardson_lucy",
     "rl_gaussian",
