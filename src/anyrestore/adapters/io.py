@@ -19,8 +19,11 @@ from torch import nn
 from anyrestore.adapters.base import AdapterError
 from anyrestore.adapters.inject import RECORD_ATTR, Injection, base_identity, inject, injection, remove
 from anyrestore.io import atomic_output
-from anyrestore.io.tensors import read_safetensors
+from anyrestore.io.tensors import read_safetensors, read_safetensors_metadata
+from anyrestore.models.checkpoint import LoadedModel, load_model
+from anyrestore.models.descriptor import ModelDescriptor
 from anyrestore.models.normalize import bare_model
+from anyrestore.models.zoo import FormatPlugin
 
 METADATA_KEY = "anyrestore.adapter"
 FORMAT_VERSION = 1
@@ -65,6 +68,38 @@ def read_adapter(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     if meta.get("format") != FORMAT_VERSION:
         raise AdapterError(f"{path}: adapter format {meta.get('format')!r} is not supported")
     return meta, tensors
+
+
+def rebuild_recorded_adapters(module: nn.Module, descriptor: ModelDescriptor) -> None:
+    """Inject the adapter a descriptor records (an adapter run's weights hold base and adapter)."""
+    if len(descriptor.adapters) != 1:
+        raise AdapterError(f"{len(descriptor.adapters)} adapters recorded; one is supported")
+    entry = descriptor.adapters[0]
+    inject(module, entry["method"], **entry["config"])
+
+
+def records_adapters(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is one of our safetensors files whose descriptor records an adapter (read from
+    the header alone)."""
+    descriptor = ModelDescriptor.from_metadata(read_safetensors_metadata(path))
+    return descriptor is not None and bool(descriptor.adapters)
+
+
+def load_adapted_checkpoint(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu", prefer_ema: bool = True
+) -> LoadedModel:
+    """Weights saved by an adapter run (or any checkpoint): the base rebuilt from the descriptor, the
+    recorded adapter injected, all weights loaded strictly."""
+    try:
+        return load_model(
+            path, device=device, prefer_ema=prefer_ema, rebuild_adapters=rebuild_recorded_adapters
+        )
+    except AdapterError as exc:
+        raise AdapterError(f"{path}: {exc}") from None
+
+
+# How anyrestore.load_model (models.zoo.resolve_model) opens an adapter run's weights.
+ADAPTED_FORMAT = FormatPlugin("adapter run", records_adapters, load_adapted_checkpoint)
 
 
 def _describe(identity: dict[str, Any]) -> str:

@@ -17,11 +17,9 @@ from typing import Any
 import torch
 
 from anyrestore.adapters import AdapterError, attached_adapters, load_adapter, save_adapter
+from anyrestore.adapters.io import load_adapted_checkpoint
 from anyrestore.inference.restorer import Restorer
-from anyrestore.models.checkpoint import (
-    LoadedModel,
-    load_model,
-)
+from anyrestore.models.checkpoint import LoadedModel
 from anyrestore.models.zoo import resolve_model
 
 ADAPTER_FILE = "adapter.safetensors"  # what an adapter run writes beside model.safetensors
@@ -66,9 +64,9 @@ def load_adapted_model(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu", prefer_ema: bool = True
 ) -> LoadedModel:
     """Weights saved by an adapter run (or any of our checkpoints): the base rebuilt from the descriptor,
-    the recorded adapter injected, all weights loaded strictly (what :func:`load_model` now does for
-    every file that records an adapter; kept as the adapter-facing name)."""
-    return _with_adapter(load_model(path, device=device, prefer_ema=prefer_ema), device)
+    the recorded adapter injected, all weights loaded strictly
+    (:func:`anyrestore.adapters.io.load_adapted_checkpoint`), with the adapter listed in its descriptor."""
+    return _with_adapter(load_adapted_checkpoint(path, device=device, prefer_ema=prefer_ema), device)
 
 
 def export_adapter(

@@ -14,7 +14,7 @@ Our own files are safetensors holding ``params.*`` and optionally ``params_ema.*
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -258,8 +258,15 @@ def load_model(
     device: str | torch.device = "cpu",
     architecture: str | None = None,
     prefer_ema: bool = True,
+    rebuild_adapters: Callable[[nn.Module, ModelDescriptor], None] | None = None,
 ) -> LoadedModel:
-    """Load any supported checkpoint into a ready module (eval mode) and its descriptor."""
+    """Load any supported checkpoint into a ready module (eval mode) and its descriptor.
+
+    The weights of an adapter run record their adapter in the descriptor; the models layer cannot build
+    adapters, so such a file needs ``rebuild_adapters(module, descriptor)`` to inject them before the
+    weights load (:func:`anyrestore.adapters.load_adapted_checkpoint` passes it; ``anyrestore.load_model``
+    finds that loader through the format plugins).
+    """
     path = Path(path)
     contents, metadata = read_checkpoint(path)
     if not prefer_ema and isinstance(contents, Mapping) and "params" in contents and "params_ema" in contents:
@@ -299,20 +306,16 @@ def load_model(
         descriptor = ModelDescriptor.for_architecture(name, config)
     module = descriptor.build()
     if descriptor.adapters:
-        _inject_recorded_adapter(module, descriptor, path)
+        if rebuild_adapters is None:
+            methods = ", ".join(str(a.get("method")) for a in descriptor.adapters)
+            raise CheckpointError(
+                f"{path}: holds a {descriptor.architecture} with an adapter ({methods}); open it with "
+                "anyrestore.load_model, which rebuilds the adapter"
+            )
+        rebuild_adapters(module, descriptor)
     load_strict(module, state, str(path))
     module.eval().to(device)
     return LoadedModel(module, descriptor, path, source)
-
-
-def _inject_recorded_adapter(module: nn.Module, descriptor: ModelDescriptor, path: Path) -> None:
-    """Weights of an adapter run hold the base and the adapter: rebuild both before loading them."""
-    from anyrestore.adapters import inject  # the adapters build on the models, not the other way round
-
-    if len(descriptor.adapters) != 1:
-        raise CheckpointError(f"{path}: {len(descriptor.adapters)} adapters recorded; one is supported")
-    entry = descriptor.adapters[0]
-    inject(module, entry["method"], **entry["config"])
 
 
 # --------------------------------------------------------------------------------------------- writing

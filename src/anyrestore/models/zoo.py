@@ -61,7 +61,10 @@ class FormatPlugin:
 
 # The one list of such formats, as "module:attribute" of a FormatPlugin. The methods build on the models,
 # so the models name them here rather than import them; load_plugins() imports them when a file is opened.
-PLUGINS: tuple[str, ...] = ("anyrestore.methods.abair.bundle:BUNDLE_FORMAT",)
+PLUGINS: tuple[str, ...] = (
+    "anyrestore.methods.abair.bundle:BUNDLE_FORMAT",
+    "anyrestore.adapters.io:ADAPTED_FORMAT",
+)
 
 
 @functools.cache
