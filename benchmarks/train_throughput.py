@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -26,9 +27,17 @@ WIDTHS = (5, 5, 9, 8, 10, 9)  # columns after the model name
 
 
 def measure(
-    recipe_name: str, precision: str, gpus: int, steps: int, warmup: int, device: torch.device
+    recipe_name: str,
+    precision: str,
+    gpus: int,
+    steps: int,
+    warmup: int,
+    device: torch.device,
+    overrides: Sequence[str] = (),
 ) -> dict:
-    recipe = load_recipe(recipe_name)
+    """Iterations/s, patches/s and peak GPU memory of the recipe's training step (``overrides``:
+    recipe overrides, e.g. a smaller model)."""
+    recipe = load_recipe(recipe_name, list(overrides))
     patch = recipe.data.train.sets[0].patch_size
     batch = max(1, recipe.data.train.batch_size // gpus)
     descriptor = ModelDescriptor.for_architecture(recipe.model.architecture, recipe.model.config)
