@@ -142,7 +142,10 @@ def setup(device: str = "auto", backend: str = "auto") -> DistContext:
     """Join the process group when started by torchrun or srun (world size > 1), and pick the device."""
     launch = launch_env()
     rank, world, local_rank = launch.rank, launch.world_size, launch.local_rank
-    chosen = pick_device(device, local_rank)
+    gpu = local_rank
+    if launch.init_method is not None and torch.cuda.is_available() and torch.cuda.device_count() == 1:
+        gpu = 0  # srun --gpus-per-task=1: each task sees only its own GPU
+    chosen = pick_device(device, gpu)
     if world <= 1:
         return DistContext(0, 1, 0, chosen)
     if backend == "auto":
