@@ -23,13 +23,13 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from ._common import as_output, as_work
+from ._common import LUMA, as_output, as_work
 from .jpeg_format import block_dct, dct_matrix, detect_jpeg, ijg_luma_table, luma_255, whole_blocks
 from .noise import estimate_noise_sigma
 
 MISSING = "CBM3D needs the optional 'bm3d' package (non-commercial licence): pip install 'anyrestore[bm3d]'"
 # Std of JPEG's luma for i.i.d. RGB noise of std 1: the L2 norm of the BT.601 luma weights.
-_LUMA_NOISE_GAIN = math.sqrt(0.299**2 + 0.587**2 + 0.114**2)
+_LUMA_NOISE_GAIN = math.sqrt(sum(w**2 for w in LUMA))
 # Only frequencies whose nonzero share lies inside these bounds say anything about the level.
 _MIN_SHARE, _MAX_SHARE = 0.005, 0.95
 # CBM3D's level on a decoded JPEG per unit of jpeg_noise_level: chosen on training photos (see
