@@ -193,7 +193,8 @@ def test_matches_official_implementation_outputs(
     """Golden outputs of the official ``Network`` (``utils/modules/edt.py`` of fenglinglwb/EDT at commit
     f4b3b77b97ed8c85ef13f218884742374ada1e31; config as the release's with NUM_FEAT 4, EMBED_DIM 24,
     DEPTHS [2], IMAGE_SIZE 24, SCALES [2], NOISE_LEVELS [15]), run once with these weights loaded
-    strictly; the official forward takes one input per task and returns one output each."""
+    strictly; the official forward takes one input per task and returns one output each. timm's layers
+    were stood in for as for SwinIR (identity in eval mode; the initialisation is overwritten)."""
     model = seeded_weights(EDT(scales=(2,), noise_levels=(15,), **TINY))
     with torch.no_grad():
         y = model(golden_input(1, 3, size, size), task=task)

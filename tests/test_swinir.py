@@ -302,7 +302,8 @@ def test_matches_official_implementation_outputs(
 ) -> None:
     """Golden outputs of the official ``SwinIR`` (``models/network_swinir.py`` of JingyunLiang/SwinIR at
     commit 6545850fbf8df298df73d81f3e8cba638787c8bd), run once with these weights loaded strictly. The
-    13x17 input is not a window multiple: both pad it by reflection and crop."""
+    13x17 input is not a window multiple: both pad it by reflection and crop. timm's DropPath, to_2tuple
+    and trunc_normal_ were stood in for (identity in eval mode; the initialisation is overwritten)."""
     model = seeded_weights(SwinIR(**TINY, mlp_ratio=2.0, **extra))
     with torch.no_grad():
         y = model(golden_input(1, 3, 13, 17))
