@@ -359,7 +359,7 @@ def test_torchrun_restarts_a_killed_worker_and_resumes_bitwise(
     out = tmp_path / "restarted"
     command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "--monitor-interval=0.1"]
     launcher = _popen([*command, *_train_args(photos, out), *_cli_tail(out), "--resume", "auto"])
-    target = random.choice([4, 8, 12, 16])
+    target = random.choice([4, 8, 12])  # the kill lands by iteration 20 of 24: the run cannot end first
     seen: dict[int, float] = {}
     deadline = time.monotonic() + 120
     while launcher.poll() is None and target + 4 not in seen and time.monotonic() < deadline:
