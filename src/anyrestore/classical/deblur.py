@@ -29,7 +29,10 @@ MOTION_NSR = 1e-2
 DEFAULT_RL_ITERATIONS = 30
 ASSUMED_KERNEL_SIZE = 15
 # Gaussian blur estimate: the std of the re-blur, the share of strongest gradient maxima read, and the
-# range the estimate is kept in (the degradations' blur ranges from 0.1 to 3.1 px).
+# range the estimate is kept in (the degradations' blur ranges from 0.1 to 3.1 px). On 20 training photos
+# of the manifest (256 px crops, blur 1 and 2) re-blur 1 px and 10% gave the best mean blind Wiener gain of
+# re-blur {1, 2} x share {3, 10, 30}% (+4.39 dB; the true std: +5.82): bias -0.04 px, spread 0.20 px. The
+# estimate scaled by 0.85-0.9 or fitted linearly to the true std gained less (overshoot rings).
 REBLUR_SIGMA = 1.0
 EDGE_SHARE = 0.1
 BLUR_RANGE = (0.3, 4.0)
