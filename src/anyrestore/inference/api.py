@@ -81,4 +81,4 @@ def restore(
     if isinstance(image, torch.Tensor):
         return restorer(image)
     data = image if isinstance(image, ImageData) else read_image(Path(image))
-    return data.with_pixels(restorer(data.pixels))
+    return data.with_pixels(restorer(data.pixels, jpeg_tables=data.jpeg_tables))
