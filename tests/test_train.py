@@ -351,27 +351,39 @@ def _workers(launcher: int) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("nodes", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_torchrun_restarts_a_killed_worker_and_resumes_bitwise(
-    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str]
+    photos: Path, tmp_path: Path, ddp_run: tuple[Path, str], nodes: int
 ) -> None:
     # One worker SIGKILLed at a random moment after a random checkpoint: torchrun restarts both,
     # '--resume auto' continues from the last complete checkpoint, and the run ends as if never stopped.
+    # nodes=2: two launchers of one process each, meeting by c10d rendezvous, as on two machines.
     out = tmp_path / "restarted"
-    command = [TORCHRUN, "--standalone", "--nproc_per_node=2", "--max-restarts=1", "--monitor-interval=0.1"]
-    launcher = _popen([*command, *_train_args(photos, out), *_cli_tail(out), "--resume", "auto"])
+    restart = ["--max-restarts=1", "--monitor-interval=0.1"]
+    if nodes == 1:
+        commands = [[TORCHRUN, "--standalone", "--nproc_per_node=2", *restart]]
+    else:
+        port = _free_port()
+        rendezvous = [f"--rdzv_endpoint=127.0.0.1:{port}", f"--rdzv_id=restart{port}", "--rdzv_backend=c10d"]
+        commands = [[TORCHRUN, "--nnodes=2", "--nproc_per_node=1", *rendezvous, *restart]] * 2
+    tail = [*_train_args(photos, out), *_cli_tail(out), "--resume", "auto"]
+    # One node runs torchrun as it comes (one store for all attempts: the engine keeps them apart);
+    # several need a fresh store per attempt, as docs/training.md says.
+    fresh_store = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"} if nodes > 1 else {}
+    launchers = [_popen([*c, *tail], **fresh_store) for c in commands]
     target = random.choice([4, 8, 12])  # the kill lands by iteration 20 of 24: the run cannot end first
     seen: dict[int, float] = {}
     deadline = time.monotonic() + 120
-    while launcher.poll() is None and target + 4 not in seen and time.monotonic() < deadline:
+    while launchers[0].poll() is None and target + 4 not in seen and time.monotonic() < deadline:
         for c in list_checkpoints(out / CHECKPOINT_DIR):
             seen.setdefault(c.iteration, time.monotonic())
         time.sleep(0.002)
-    assert target + 4 in seen, f"the run stopped early (exit code {launcher.poll()})"
+    assert target + 4 in seen, f"the run stopped early (exit code {launchers[0].poll()})"
     time.sleep(random.uniform(0.0, seen[target + 4] - seen[target]))
-    workers = _workers(launcher.pid)
+    workers = [w for launcher in launchers for w in _workers(launcher.pid)]
     assert len(workers) == 2, workers
     os.kill(random.choice(workers), signal.SIGKILL)
-    output = _finish([launcher])
+    output = _finish(launchers)
     assert "resuming at " in output, "the run finished before the kill; nothing was resumed"
     _assert_bitwise_equal(ddp_run[0] / "model.safetensors", out / "model.safetensors")
     assert _iterations_logged(out) == _iterations_logged(ddp_run[0])

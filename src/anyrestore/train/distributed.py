@@ -138,6 +138,22 @@ def pick_device(preference: str, local_rank: int = 0) -> torch.device:
     return resolve_device(preference, local_rank=local_rank)
 
 
+def _restarted_on_a_shared_store() -> bool:
+    """Whether this is a restart by a one-node ``torchrun`` whose store outlives its attempts.
+
+    torchrun's agent keeps one store for every attempt (unless ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``),
+    so the restarted group would read the failed attempt's gloo/NCCL addresses. On one node the restart
+    count names the attempt, and it becomes a key prefix; across nodes the agents' counts can differ, so
+    there the fix is a fresh store per attempt (``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1``, docs/training.md).
+    """
+    env = os.environ
+    return (
+        env.get("TORCHELASTIC_RESTART_COUNT", "0") != "0"
+        and env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        and env.get("GROUP_WORLD_SIZE", "1") == "1"
+    )
+
+
 def setup(device: str = "auto", backend: str = "auto") -> DistContext:
     """Join the process group when started by torchrun or srun (world size > 1), and pick the device."""
     launch = launch_env()
@@ -158,9 +174,7 @@ def setup(device: str = "auto", backend: str = "auto") -> DistContext:
         kwargs: dict[str, Any] = {"device_id": chosen} if chosen.type == "cuda" else {}
         if launch.init_method is not None:
             kwargs["init_method"] = launch.init_method
-        elif os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
-            # torchrun --max-restarts keeps its store across restarts, and the group would read the
-            # failed attempt's addresses: give each attempt its own keys.
+        elif _restarted_on_a_shared_store():
             store, _, _ = next(dist.rendezvous("env://", rank, world))
             attempt = os.environ["TORCHELASTIC_RESTART_COUNT"]
             kwargs["store"] = dist.PrefixStore(f"anyrestore/attempt_{attempt}", store)
