@@ -91,8 +91,11 @@ def load_photos(source: str, crop: int | None, limit: int | None) -> dict[str, t
             raise SystemExit(f"{folder}: no PNG photos")
         for path in paths:
             arrays[path.stem] = np.asarray(Image.open(path).convert("RGB"))
+    items = list(arrays.items())
+    if limit is not None and 0 < limit < len(items):
+        items = items[:: len(items) // limit][:limit]  # an even spread: the names group by source
     photos = {}
-    for name, array in list(arrays.items())[:limit]:
+    for name, array in items:
         h, w = array.shape[:2]
         if crop:
             top, left = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--save-choice", type=Path, default=None, help="write the per-row choice here")
     parser.add_argument("--rows", nargs="*", default=None, help="row names to run (default: all)")
     parser.add_argument("--crop", type=int, default=None, help="centre-crop photos to at most this side")
-    parser.add_argument("--limit", type=int, default=None, help="score only the first N photos")
+    parser.add_argument("--limit", type=int, default=None, help="score N photos, evenly spread in name order")
     parser.add_argument("--out", type=Path, default=None, help="write scores.json and table.md here")
     args = parser.parse_args(argv)
 
