@@ -17,6 +17,7 @@ from anyrestore.classical import (
     Baseline,
     bilateral_denoise,
     blockiness,
+    bm3d_available,
     bm3d_sigma,
     box_filter,
     cbm3d_denoise,
@@ -107,6 +108,7 @@ def test_registry_lists_every_baseline() -> None:
         assert entry.target in OPERATORS, name
         assert entry.description and "\n" not in entry.description, name
     assert set(DEFAULT_BASELINE) == set(EXPECTED.values())
+    assert DEFAULT_BASELINE["noise"] == ("cbm3d" if bm3d_available() else "bilateral")
     for target, name in DEFAULT_BASELINE.items():
         assert BASELINES[name].target == target
     # Every row of the PSNR table is registered, and every registered baseline has a row (CBM3D, slow,
