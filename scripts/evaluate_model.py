@@ -102,7 +102,7 @@ def load_photos(source: str, crop: int | None, limit: int | None) -> dict[str, t
             array = array[top : top + crop, left : left + crop]
             h, w = array.shape[:2]
         array = array[: h - h % 16, : w - w % 16]  # even sizes keep every operator's geometry simple
-        photos[name] = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float() / 255.0
+        photos[name] = torch.from_numpy(np.array(array)).permute(2, 0, 1)[None].float() / 255.0
     return photos
 
 
