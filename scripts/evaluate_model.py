@@ -93,7 +93,8 @@ def load_photos(source: str, crop: int | None, limit: int | None) -> dict[str, t
             arrays[path.stem] = np.asarray(Image.open(path).convert("RGB"))
     items = list(arrays.items())
     if limit is not None and 0 < limit < len(items):
-        items = items[:: len(items) // limit][:limit]  # an even spread: the names group by source
+        # An even spread: the names group by source.
+        items = [items[i * len(items) // limit] for i in range(limit)]
     photos = {}
     for name, array in items:
         h, w = array.shape[:2]
