@@ -117,10 +117,16 @@ def _sample_blocks(y: torch.Tensor, dy: int, dx: int, basis: torch.Tensor) -> to
     """(B, 64) coefficients of an even spread of at most SAMPLE_BLOCKS blocks of a (H, W) luma on the
     grid starting at (dy, dx)."""
     h, w = (y.shape[0] - dy) // BLOCK, (y.shape[1] - dx) // BLOCK
-    grid = y[dy : dy + h * BLOCK, dx : dx + w * BLOCK]
-    blocks = grid.reshape(h, BLOCK, w, BLOCK).permute(0, 2, 1, 3).reshape(h * w, BLOCK * BLOCK)
-    step = max(1, blocks.shape[0] // SAMPLE_BLOCKS)
-    return (blocks[::step] - 128.0) @ basis.T
+    step = max(1, h * w // SAMPLE_BLOCKS)
+    # The blocks k = 0, step, 2 step, ... in row-major order, gathered alone (copying every block of the
+    # image first, once per grid offset, was most of the time the default model spent on a photo).
+    k = torch.arange(0, h * w, step, device=y.device)
+    offsets = torch.arange(BLOCK, device=y.device)
+    rows = dy + (k // w)[:, None] * BLOCK + offsets
+    cols = dx + (k % w)[:, None] * BLOCK + offsets
+    blocks = y.reshape(-1).take((rows[:, :, None] * y.shape[1] + cols[:, None, :]).reshape(-1))
+    blocks = blocks.reshape(-1, BLOCK * BLOCK)
+    return (blocks - 128.0) @ basis.T
 
 
 def _lattice_scores(coefs: torch.Tensor, tables: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,11 +151,13 @@ def _find_grid(y: torch.Tensor, basis: torch.Tensor) -> tuple[int, int]:
     """The offset (dy, dx) of a (H, W) luma's 8x8 grid: the one whose blocks have the most high-frequency
     coefficients at zero (JPEG zeroes most of them; on any other grid the block borders spread them)."""
     high = torch.tensor([u + v >= BLOCK for u in range(BLOCK) for v in range(BLOCK)])
+    # Only the high frequencies are counted: only their rows of the DCT are computed.
+    high_basis = basis[high]
     zeros = {}
     for dy in range(BLOCK):
         for dx in range(BLOCK):
-            coefs = _sample_blocks(y, dy, dx, basis)
-            zeros[(dy, dx)] = float((coefs[:, high].abs() < 0.75).double().mean())
+            coefs = _sample_blocks(y, dy, dx, high_basis)
+            zeros[(dy, dx)] = float((coefs.abs() < 0.75).double().mean())
     return max(zeros, key=lambda k: (zeros[k], -k[0], -k[1]))
 
 
