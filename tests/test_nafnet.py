@@ -138,3 +138,17 @@ def test_registered():
     assert arch.size_multiple(GOPRO) == 16
     assert arch.size_multiple({**GOPRO, "enc_blk_nums": [1, 1]}) == 4
     assert arch.scale(GOPRO) == 1
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_inference_path_matches_the_training_formula(batch):
+    """Without gradients in eval mode the blocks fold beta, gamma and the channel attention into their 1x1
+    convolutions and fuse the layer norms (channels-last): the same output to float rounding."""
+    model = _fill(NAFNet(**TINY)).eval()
+    x = torch.rand(batch, 3, 37, 45, generator=torch.Generator().manual_seed(1))
+    reference = model(x)  # gradients enabled: the modules' own operations
+    with torch.no_grad():
+        fast = model(x)
+    assert fast.is_contiguous()
+    assert torch.allclose(fast, reference.detach(), atol=1e-5, rtol=0)
+    assert not torch.equal(model.encoders[0][0].beta, torch.zeros_like(model.encoders[0][0].beta))

@@ -66,12 +66,52 @@ class NAFBlock(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        if _fast_inference(self, inp):
+            return self._forward_inference(inp)
         x = self.sg(self.conv2(self.conv1(self.norm1(inp))))
         x = self.conv3(x * self.sca(x))
         y = inp + self.dropout1(x) * self.beta
 
         x = self.conv5(self.sg(self.conv4(self.norm2(y))))
         return y + self.dropout2(x) * self.gamma
+
+    def _forward_inference(self, inp: torch.Tensor) -> torch.Tensor:
+        """``forward`` without gradients, in float32, in fewer passes over memory (the same to ~1e-6):
+        layer norms as one fused kernel over the channels (channels-last, which the convolutions then
+        keep), and beta, gamma and (one image at a time) the channel attention folded into the weights
+        of the 1x1 convolutions they scale."""
+        x = self.sg(self.conv2(self.conv1(_fused_layer_norm(inp, self.norm1))))
+        attention = self.sca(x)
+        beta = self.beta.reshape(-1, 1, 1, 1)
+        weight, bias = self.conv3.weight * beta, self.conv3.bias * beta.reshape(-1)
+        if x.shape[0] == 1:
+            weight = weight * attention.reshape(1, -1, 1, 1)
+        else:
+            x = x * attention
+        y = inp + F.conv2d(x, weight, bias)
+        gamma = self.gamma.reshape(-1, 1, 1, 1)
+        x = self.sg(self.conv4(_fused_layer_norm(y, self.norm2)))
+        return y + F.conv2d(x, self.conv5.weight * gamma, self.conv5.bias * gamma.reshape(-1))
+
+
+def _fast_inference(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``module`` may take its inference path on ``x``: eval mode, no gradients, float32, and not
+    inside an export trace (which records the module's own operations)."""
+    return (
+        not module.training
+        and not torch.is_grad_enabled()
+        and x.dtype == torch.float32
+        and not torch.onnx.is_in_onnx_export()
+        and not torch.compiler.is_exporting()
+    )
+
+
+def _fused_layer_norm(x: torch.Tensor, norm: LayerNorm2d) -> torch.Tensor:
+    """``norm(x)`` for float32 ``x``, as one kernel over the channels of the channels-last view (its
+    result is channels-last)."""
+    channels_last = x.permute(0, 2, 3, 1)
+    out = F.layer_norm(channels_last, (x.shape[1],), norm.weight, norm.bias, norm.eps)
+    return out.permute(0, 3, 1, 2)
 
 
 class NAFNet(nn.Module):
@@ -123,6 +163,9 @@ class NAFNet(nn.Module):
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         h, w = inp.shape[-2:]
         inp = self.check_image_size(inp)
+        fast = _fast_inference(self, inp)
+        if fast:  # the blocks' inference path runs in channels-last, and so does every convolution
+            inp = inp.contiguous(memory_format=torch.channels_last)
 
         x = self.intro(inp)
         skips = []
@@ -135,7 +178,7 @@ class NAFNet(nn.Module):
             x = decoder(up(x) + skip)
 
         x = self.ending(x) + inp
-        return x[:, :, :h, :w]
+        return x[:, :, :h, :w].contiguous() if fast else x[:, :, :h, :w]
 
     def check_image_size(self, x: torch.Tensor) -> torch.Tensor:
         """Zero-pad bottom and right to a multiple of ``padder_size``."""
