@@ -313,3 +313,47 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["restore", str(tmp_path / "nope.png"), "--model", str(tmp_path / "m.pth")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nope.png: no such file or folder" in err
+
+
+def test_restore_cli_batches_a_folder_of_same_size_photos(
+    tmp_path: Path, tiny_checkpoint: Path, monkeypatch
+) -> None:
+    """Consecutive images of one size go through the model together (as many as one tile's pixels hold):
+    the same files as restoring them one by one, in fewer forward calls."""
+    src = tmp_path / "in"
+    src.mkdir()
+    g = torch.Generator().manual_seed(0)
+    sizes = {"a": (40, 48), "b": (40, 48), "c": (40, 48), "d": (32, 32)}
+    for name, (h, w) in sizes.items():
+        write_image(src / f"{name}.png", torch.rand(3, h, w, generator=g), bit_depth=16)
+    calls: list[int] = []
+    run = Restorer._run
+
+    def counted(self, module, x, **inputs):
+        calls.append(x.shape[0])
+        return run(self, module, x, **inputs)
+
+    monkeypatch.setattr(Restorer, "_run", counted)
+    args = ["--model", str(tiny_checkpoint), "--self-ensemble", "off", "--quiet"]
+    assert main(["restore", str(src), "-o", str(tmp_path / "batched"), *args]) == 0
+    assert sorted(calls) == [1, 3]  # a, b and c in one call; d alone
+    calls.clear()
+    for name in sizes:
+        assert main(["restore", str(src / f"{name}.png"), "-o", str(tmp_path / "single"), *args]) == 0
+    assert calls == [1, 1, 1, 1]
+    for name in sizes:
+        batched = read_image(tmp_path / "batched" / f"{name}.png").pixels
+        single = read_image(tmp_path / "single" / f"{name}.png").pixels
+        assert (batched - single).abs().max() <= 1 / 65535 + 1e-7  # the same, to 16-bit rounding
+
+
+def test_a_batch_of_photos_restores_as_one_by_one(photos: torch.Tensor, tiny_curve_nafnet) -> None:
+    """The default model's design batched (its global stages estimate per image): within 1e-5."""
+    model = tiny_curve_nafnet(deblur_sigmas=(1.0, 2.0), deblock_qualities=(20, 50)).eval()
+    restorer = Restorer(model, ModelDescriptor("curve_nafnet", size_multiple=4), tile=0)
+    assert restorer.batch_capacity(64, 64) == 1  # never tiled: no budget measured, one at a time
+    restorer = Restorer(model, ModelDescriptor("curve_nafnet", size_multiple=4), tile=128)
+    assert restorer.batch_capacity(64, 64) == 4 and restorer.batch_capacity(200, 64) == 1
+    together = restorer(photos)
+    for i in range(photos.shape[0]):
+        assert torch.allclose(together[i], restorer(photos[i]), atol=1e-5, rtol=0)

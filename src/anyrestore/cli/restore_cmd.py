@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anyrestore.errors import AnyRestoreError
+
+if TYPE_CHECKING:
+    import torch
+
+    from anyrestore.inference import Restorer
+    from anyrestore.inference.restorer import InferenceError
+    from anyrestore.io import ImageData
 
 HELP = "restore images (files, folders, globs) with the default model or --model FILE|NAME"
 # Largest image restored, as ``serve`` accepts (serve.app.DEFAULT_MAX_PIXELS): a 169-megapixel PNG
@@ -80,6 +88,44 @@ def output_path(outdir: Path, source: Path, fmt: str, suffix: str) -> Path:
     return outdir / f"{source.stem}{suffix}{ext}"
 
 
+def batchable(restorer: Restorer, first: ImageData, image: ImageData) -> bool:
+    """Whether ``image`` may join a batch that starts with ``first``: the same pixel shape, and for a model
+    that reads JPEG side information the same tables (a batch takes one set)."""
+    if first.pixels.shape != image.pixels.shape:
+        return False
+    if not restorer.takes_side:
+        return True
+    import torch
+
+    a, b = first.jpeg_tables, image.jpeg_tables
+    if a is None or b is None:
+        return a is b
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def restore_batch(restorer: Restorer, images: list[ImageData]) -> list[torch.Tensor | InferenceError]:
+    """Each image's restored pixels, from one call of ``restorer`` on them all (images that
+    :func:`batchable` admits together); one by one if that fails, with each image's own error in its
+    place."""
+    import torch
+
+    from anyrestore.inference.restorer import InferenceError
+
+    if len(images) > 1:
+        stacked = torch.stack([im.pixels for im in images])
+        try:
+            return list(restorer(stacked, jpeg_tables=images[0].jpeg_tables))
+        except InferenceError:
+            pass  # one by one, so that the error names its image
+    out: list[torch.Tensor | InferenceError] = []
+    for image in images:
+        try:
+            out.append(restorer(image.pixels, jpeg_tables=image.jpeg_tables))
+        except InferenceError as exc:
+            out.append(exc)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -127,27 +173,56 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
     )
     failures = len(problems)
-    for path in tqdm(paths, desc="restore", unit="img", disable=args.quiet):
+    progress = tqdm(total=len(paths), desc="restore", unit="img", disable=args.quiet)
+
+    def save(path: Path, restored: ImageData) -> None:
         target = targets[path]
+        bit_depth = restored.bit_depth if target.suffix.lower() in (".png", ".tif", ".tiff") else 8
+        alpha = restored.alpha if target.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
+        write_image(
+            target,
+            restored.pixels,
+            alpha=alpha,
+            bit_depth=bit_depth,
+            grayscale=restored.grayscale,
+            icc_profile=restored.icc_profile,
+        )
+
+    def failed(exc: AnyRestoreError) -> None:
+        nonlocal failures
+        failures += 1
+        tqdm.write(f"anyrestore restore: error: {exc}", file=sys.stderr)
+
+    def flush(batch: list[tuple[Path, ImageData]]) -> None:
+        restored = restore_batch(restorer, [image for _, image in batch])
+        for (path, image), pixels in zip(batch, restored, strict=True):
+            try:
+                if isinstance(pixels, InferenceError):  # about the model, not the file: say which image
+                    raise AnyRestoreError(f"{path}: {pixels}")
+                save(path, image.with_pixels(pixels))
+            except AnyRestoreError as exc:
+                failed(exc)
+            progress.update(1)
+
+    # Consecutive images of one size (and JPEG tables, for a model that reads them) go through the model
+    # together, as many as one pass has memory for (Restorer.batch_capacity).
+    batch: list[tuple[Path, ImageData]] = []
+    for path in paths:
         try:
             image = read_image(path, max_pixels=max_pixels)
-            try:
-                restored = image.with_pixels(restorer(image.pixels, jpeg_tables=image.jpeg_tables))
-            except InferenceError as exc:  # about the model, not the file: say which image it was
-                raise AnyRestoreError(f"{path}: {exc}") from None
-            bit_depth = restored.bit_depth if target.suffix.lower() in (".png", ".tif", ".tiff") else 8
-            alpha = restored.alpha if target.suffix.lower() in (".png", ".tif", ".tiff", ".webp") else None
-            write_image(
-                target,
-                restored.pixels,
-                alpha=alpha,
-                bit_depth=bit_depth,
-                grayscale=restored.grayscale,
-                icc_profile=restored.icc_profile,
-            )
         except AnyRestoreError as exc:
-            failures += 1
-            tqdm.write(f"anyrestore restore: error: {exc}", file=sys.stderr)
+            failed(exc)
+            progress.update(1)
+            continue
+        if batch and not batchable(restorer, batch[0][1], image):
+            flush(batch)
+            batch = []
+        batch.append((path, image))
+        if len(batch) >= restorer.batch_capacity(*image.pixels.shape[-2:]):
+            flush(batch)
+            batch = []
+    flush(batch)
+    progress.close()
     done = len(paths) - (failures - len(problems))
     if not args.quiet:
         total = len(paths) + len(problems)

@@ -43,6 +43,8 @@ INPUT_CHANNEL_KEYS = ("in_chans", "inp_channels", "img_channel", "in_channels")
 # Self-ensemble modes: how many of the 8 flips/transpositions of the input are averaged. "flips" keeps
 # every orientation upright (rain streaks stay near-vertical, as a model trained on rain saw them).
 ENSEMBLES = {"off": 1, "flips": 4, "x8": 8}
+# Most images of one size restored in one call (Restorer.batch_capacity; `anyrestore restore` on a folder).
+MAX_BATCH = 8
 
 
 class InferenceError(AnyRestoreError):
@@ -184,6 +186,17 @@ class Restorer:
     @property
     def tile(self) -> int:
         return int(self._tile or 0)
+
+    def batch_capacity(self, height: int, width: int, most: int = MAX_BATCH) -> int:
+        """How many ``height`` x ``width`` images one call may take at once (at most ``most``): as many as
+        fit in the pixels of one tile, which the memory budget sized (1 when they are tiled anyway, or
+        when tiling is off and no budget was measured)."""
+        tile = self.tile
+        padded_h = -(-height // self.multiple) * self.multiple
+        padded_w = -(-width // self.multiple) * self.multiple
+        if not tile or max(padded_h, padded_w) > tile:
+            return 1
+        return max(1, min(most, tile * tile // (padded_h * padded_w)))
 
     # ------------------------------------------------------------------ forward passes
 
