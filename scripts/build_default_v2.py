@@ -152,7 +152,10 @@ def derive(
     data = copy.deepcopy(base)
     warmup = min(data["schedule"]["warmup"], max(iterations // 10, 0))
     data["schedule"].update(iterations=iterations, warmup=warmup)
-    data["data"]["val"]["every"] = iterations
+    # Five validations per run give its learning curve; the masked pre-training is scored at its end only
+    # (it is not trained to restore whole inputs).
+    pretraining = (method or {}).get("name") == "ram_pretrain"
+    data["data"]["val"]["every"] = iterations if pretraining else max(1, iterations // 5)
     data["method"] = method or {"name": "restore", "options": {}}
     data["loss"] = [{"name": loss}]
     if lr is not None:
