@@ -10,18 +10,28 @@ resident memory (the limit to stay under is 8 GB). ``--default`` restores one wi
 model, in one pass and with the flips self-ensemble it recommends, each in a child process: seconds, peak
 resident memory, and the ensemble's time over one pass.
 
+``--flops`` measures the default model against its FLOP bound: FLOPs of one pass per megapixel
+(``torch.utils.flop_counter``: convolutions and matrix products; element-wise work, pooling and resampling
+are not counted), a plain float32 matmul's GFLOP/s, and the 4000x3000 restore (``--ensemble``: one pass
+or flips) timed in child processes with the code of this tree and of ``--before REV`` (``git archive``
+of its ``src``), interleaved, all in one run: achieved GFLOP/s, fraction of the bound, and the ratios.
+
     python benchmarks/inference.py [--archs promptir,swinir,...] [--sizes 256,512] [--model FILE] [--big]
     python benchmarks/inference.py --archs none --default
+    python benchmarks/inference.py --archs none --flops --before REV [--ensemble off|flips]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -172,6 +182,121 @@ def default_model() -> None:
     )
 
 
+# One timed restore of the noisy astronaut (argv[3]: WxH) by the embedded default model, with whatever
+# anyrestore is first on the path (this tree, or an older one through PYTHONPATH); argv[1] is the
+# self-ensemble mode, argv[2] where to save the output. Also a 2048^2 float32 matmul's GFLOP/s.
+FLOPS_CHILD = """
+import json, sys, time, torch
+import anyrestore.models
+from anyrestore.inference import Restorer
+from anyrestore.models.zoo import resolve_model
+from PIL import Image
+from skimage import data
+import numpy as np
+a = torch.randn(2048, 2048)
+for _ in range(3):
+    a @ a
+start = time.perf_counter()
+for _ in range(10):
+    a @ a
+matmul = 10 * 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+w, h = (int(v) for v in sys.argv[3].split("x"))
+im = Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC)
+x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255.0
+x = (x + 15 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+r = Restorer(resolve_model(None), device="cpu", self_ensemble=sys.argv[1])
+start = time.perf_counter()
+y = r(x)
+seconds = time.perf_counter() - start
+torch.save(y, sys.argv[2])
+print(json.dumps({"seconds": seconds, "tile": r.tile, "matmul_gflops": matmul,
+                  "threads": torch.get_num_threads(), "source": anyrestore.__file__}))
+"""
+
+
+def default_model_flops(width: int, height: int) -> dict[str, float]:
+    """GFLOPs of the default model's parts on the noisy ``width`` x ``height`` astronaut: the stages in
+    front of the NAFNet (run once per image, flips or not; counted on the photo itself, as some of their
+    work does not grow with its size) and one pass of the NAFNet (counted per pixel on 512 x 512, where it
+    is exactly proportional, times the photo padded to the size multiple)."""
+    from PIL import Image
+    from skimage import data
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import anyrestore.models  # noqa: F401
+    from anyrestore.models.zoo import resolve_model
+
+    loaded = resolve_model(None)
+    model, multiple = loaded.module.eval(), loaded.descriptor.size_multiple
+    im = Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255.0
+    x = (x + 15 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    padded = (-(-width // multiple) * multiple) * (-(-height // multiple) * multiple)
+    gflops = {}
+    with torch.no_grad():
+        for name, part, sample, scale in (
+            ("front", lambda t: model._front(t)[0][-1], x, 1.0),
+            ("nafnet", model.restorer, photo(512), padded / 512**2),
+        ):
+            counter = FlopCounterMode(display=False)
+            with counter:
+                part(sample)
+            gflops[name] = counter.get_total_flops() * scale / 1e9
+    return gflops
+
+
+def flops(args: argparse.Namespace) -> None:
+    width, height = (int(v) for v in args.photo.split("x"))
+    megapixels = width * height / 1e6
+    gflops = default_model_flops(width, height)
+    passes = {"off": 1, "flips": 4}[args.ensemble]
+    work = gflops["front"] + passes * gflops["nafnet"]  # tile overlaps not counted
+    print(
+        f"default model on {args.photo}: {gflops['front'] / megapixels:.2f} GFLOP/MP in front of the NAFNet "
+        f"(once per image), {gflops['nafnet'] / megapixels:.2f} GFLOP/MP the NAFNet (once per pass); "
+        f"self-ensemble {args.ensemble}: {work:.0f} GFLOP; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        before_src = Path(tmp) / "before"
+        before_src.mkdir()
+        archive = subprocess.run(["git", "archive", args.before, "src"], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(before_src)], input=archive.stdout, check=True)
+        trees = {"before": str(before_src / "src"), "after": None}
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for _ in range(args.repeats):
+            for name, path in trees.items():
+                env = dict(os.environ)
+                if path is not None:
+                    env["PYTHONPATH"] = path
+                out_file = str(Path(tmp) / f"{name}.pt")
+                done = subprocess.run(
+                    [sys.executable, "-c", FLOPS_CHILD, args.ensemble, out_file, args.photo],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=env,
+                )
+                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+        difference = float(
+            (torch.load(Path(tmp) / "before.pt") - torch.load(Path(tmp) / "after.pt")).abs().max()
+        )
+    print(f"{'code':<8}{'s':>8}{'GFLOP/s':>9}{'matmul GFLOP/s':>16}{'of bound':>10}  tile")
+    best = {}
+    for name, results in runs.items():
+        result = min(results, key=lambda r: r["seconds"])
+        best[name] = result
+        achieved = work / result["seconds"]
+        print(
+            f"{name:<8}{result['seconds']:>8.1f}{achieved:>9.2f}{result['matmul_gflops']:>16.1f}"
+            f"{achieved / result['matmul_gflops']:>10.3f}  {result['tile']}"
+        )
+    print(
+        f"after / before: {best['before']['seconds'] / best['after']['seconds']:.2f}x faster; "
+        f"bound = {work:.0f} GFLOP at the matmul's rate; largest output difference {difference:.1e}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--archs", default=",".join(PAPER_ARCHS))
@@ -181,7 +306,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--big", action="store_true", help="also the 4000x3000 PromptIR CPU memory check")
     parser.add_argument("--default", action="store_true", help="also the default model on a 4000x3000 photo")
+    parser.add_argument("--flops", action="store_true", help="the default model against its FLOP bound")
+    parser.add_argument("--before", default="HEAD", help="with --flops: the revision to compare with")
+    parser.add_argument("--ensemble", default="off", choices=["off", "flips"], help="with --flops")
+    parser.add_argument("--photo", default="4000x3000", help="with --flops: WxH of the photo")
     args = parser.parse_args()
+    if args.flops:
+        flops(args)
     if args.archs != "none" or args.model:
         bench(args)
     if args.big:
