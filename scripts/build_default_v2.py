@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ import torch
 from PIL import Image
 
 import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
+from anyrestore.io import atomic_output
 from anyrestore.methods.abair.pipeline import run_phase
 from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.context_nafnet import DEGRADATIONS
@@ -113,9 +113,8 @@ def prepare_data(photos: Path, root: Path) -> Path:
             w, h = im.size
             factor = SCENE_SIDE / min(w, h)
             small = im.convert("RGB").resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS)
-        tmp = target.with_name(f".{target.name}.tmp")
-        small.save(tmp, format="PNG")
-        os.replace(tmp, target)
+        with atomic_output(target) as tmp:
+            small.save(tmp, format="PNG")
     return root
 
 
@@ -218,10 +217,7 @@ def with_experts(backbone: Path, target: Path, config: dict[str, Any]) -> Path:
         raise SystemExit(f"{backbone}: not a ContextNAFNet backbone of this configuration")
     own.update(state)
     model.load_state_dict(own, strict=True)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    save_model(tmp, descriptor, model.state_dict())
-    os.replace(tmp, target)
+    save_model(target, descriptor, model.state_dict())  # atomically, creating the folder
     return target
 
 
