@@ -12,9 +12,18 @@ are rounded to 8 bits as a saved image would be. Scored per row: the input; the 
 a chain ``a>b`` runs ``a`` then ``b``), and the deconvolution baselines given the true kernel (oracle,
 reported beside, never chosen). The "strongest baseline" of a row is the blind candidate with the best
 mean PSNR on the split named by ``--choose-on`` (or read from ``--choice``); without either it is chosen
-on the photos being scored, and the output says so. Metric preset ``basicsr``; times are wall seconds per
-megapixel on this machine, for the model and every baseline. Writes ``scores.json`` (every photo's
-PSNR/SSIM and every time) and ``table.md`` under ``--out``.
+on the photos being scored, and the output says so; with a choice, only the chosen candidate (and the
+oracles) run. Metric preset ``basicsr``; times are wall seconds per megapixel on this machine, for the model
+and every baseline. Writes ``scores.json`` (every photo's PSNR/SSIM and every time) and ``table.md`` under
+``--out``.
+
+Besides the 14 degradation rows, three clean rows check that a clean input comes back unchanged: the whole
+photo, its centre 96 x 128 crop, and its grayscale version (luma in all three channels, as ``anyrestore.io``
+reads a grayscale file). Baselines are slow (CBM3D: minutes per megapixel), and they do not depend on the
+model: ``--no-model --out B`` scores them once, ``--baselines-from B/scores.json`` reuses them beside a model
+(the inputs are checked to be the same, photo for photo), and ``--no-baselines`` leaves them out;
+``--model-from M/scores.json`` likewise reuses a model's scores, so that the two can run side by side and
+be joined into one table.
 
 Choices are made on train or validation photos only: the test split is scored once per shipped model.
 """
@@ -51,6 +60,8 @@ ROWS: dict[str, list[str]] = {
     "blur σ1.5 + noise σ15": ["blur:kernel_size=15,sigma=1.5", "noise:sigma=15"],
     "noise σ15 + JPEG q40": ["noise:sigma=15", "jpeg:quality=40"],
 }
+# Clean rows: a view of the photo, scored against itself after the model.
+CLEAN_ROWS: dict[str, str] = {"clean": "whole", "clean 96×128 crop": "crop", "clean grayscale": "gray"}
 # The blind candidates of each row, by its degradations; "a>b" runs a, then b on a's output.
 NOISE = ["cbm3d", "bilateral", "nlm"]
 DEBLOCK = ["cbm3d", "deblock_dct", "deblock"]
@@ -107,6 +118,19 @@ def load_photos(source: str, crop: int | None, limit: int | None) -> dict[str, t
     return photos
 
 
+def clean_view(x: torch.Tensor, view: str) -> torch.Tensor:
+    """A clean row's view of a photo: whole, its centre 96 x 128 crop, or its 8-bit luma in 3 channels."""
+    if view == "crop":
+        h, w = x.shape[-2:]
+        top, left = max(0, (h - 96) // 2), max(0, (w - 128) // 2)
+        return x[..., top : top + 96, left : left + 128]
+    if view == "gray":
+        from anyrestore.classical.jpeg_format import luma_255
+
+        return (torch.round(luma_255(x)) / 255.0).expand_as(x).contiguous()
+    return x
+
+
 def photo_seed(name: str) -> int:
     """The fixed seed of a photo's degradations: independent of which other photos are scored."""
     return zlib.crc32(name.encode())
@@ -123,6 +147,20 @@ def degrade(x: torch.Tensor, steps: list[str], seed: int) -> torch.Tensor:
 
 def operators(steps: list[str]) -> tuple[str, ...]:
     return tuple(s.split(":")[0] for s in steps)
+
+
+MODEL_KEYS = ("model", "model, one pass")
+
+
+def merge_saved(scores: dict[str, Any], saved: dict[str, Any], row: str, models: bool) -> None:
+    """Add a saved run's model (or baseline) entries of ``row`` to ``scores``, after checking the inputs."""
+    old = saved["scores"]
+    what = "model" if models else "baselines"
+    if old["input"]["per_photo"] != scores["input"]["per_photo"]:
+        raise SystemExit(f"{row}: the saved {what} were scored on other inputs (per-photo PSNR differs)")
+    for key, entry in old.items():
+        if key != "input" and (key in MODEL_KEYS) == models:
+            scores[key] = entry
 
 
 def oracle_params(name: str, steps: list[str]) -> dict[str, Any]:
@@ -185,14 +223,21 @@ def score_row(
     photos: dict[str, torch.Tensor],
     runners: dict[str, Callable[[torch.Tensor], torch.Tensor]],
 ) -> dict[str, dict[str, Any]]:
-    """Every runner's mean PSNR/SSIM, per-photo scores and seconds per megapixel on one row."""
+    """Every runner's mean PSNR/SSIM, per-photo scores and seconds per megapixel on one row.
+
+    ``steps`` are degradation specs, or ``[view]`` for a clean row (a key of ``CLEAN_ROWS``' values).
+    """
     from anyrestore.evaluate import psnr, ssim
 
     scores: dict[str, dict[str, tuple[float, float]]] = {"input": {}, **{k: {} for k in runners}}
     seconds = dict.fromkeys(scores, 0.0)
     megapixels = 0.0
-    for name, clean in photos.items():
-        lq = degrade(clean, steps, photo_seed(name))
+    view = steps[0] if len(steps) == 1 and steps[0] in CLEAN_ROWS.values() else None
+    for name, photo in photos.items():
+        if view is not None:
+            clean = lq = clean_view(photo, view)
+        else:
+            clean, lq = photo, degrade(photo, steps, photo_seed(name))
         megapixels += lq.shape[-2] * lq.shape[-1] / 1e6
         outputs = {"input": lq}
         spent: dict[str, float] = {}
@@ -271,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", required=True, help="folder of PNG photos, or 'skimage'")
     parser.add_argument("--model", default=None, help="any model spec: a file or an embedded name (default)")
     parser.add_argument("--no-model", action="store_true", help="score the input and the baselines only")
+    parser.add_argument("--no-baselines", action="store_true", help="score the input and the model only")
+    parser.add_argument(
+        "--baselines-from", type=Path, default=None, help="reuse the baselines of a saved scores.json"
+    )
+    parser.add_argument(
+        "--model-from", type=Path, default=None, help="reuse the model scores of a saved scores.json"
+    )
     parser.add_argument(
         "--choose-on", default=None, help="folder (or 'skimage') to choose the strongest baseline on"
     )
@@ -285,17 +337,28 @@ def main(argv: list[str] | None = None) -> int:
     from anyrestore.classical import BASELINES, bm3d_available
 
     available = set(BASELINES) if bm3d_available() else set(BASELINES) - {"cbm3d"}
+    chosen: dict[str, str | None] = {}
+    chosen_on = args.photos
     if "cbm3d" not in available:
         print("bm3d is not installed: CBM3D is left out (pip install 'anyrestore[bm3d]')")
-    rows = ROWS if not args.rows else {r: ROWS[r] for r in args.rows}
+    every_row = {**ROWS, **{row: [view] for row, view in CLEAN_ROWS.items()}}
+    unknown = [r for r in args.rows or [] if r not in every_row]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; the rows are {list(every_row)}")
+    rows = every_row if not args.rows else {r: every_row[r] for r in args.rows}
+    saved_rows: dict[str, Any] = {}
+    if args.baselines_from is not None:
+        saved = json.loads(args.baselines_from.read_text())
+        saved_rows = saved["rows"]
+        chosen.update({row: r["strongest"] for row, r in saved_rows.items()})
+        chosen_on = saved["meta"]["chosen_on"]
     photos = load_photos(args.photos, args.crop, args.limit)
     print(f"{len(photos)} photos from {args.photos}: {', '.join(photos)}", flush=True)
 
-    chosen: dict[str, str | None] = {}
-    chosen_on = args.photos
     if args.choice is not None:
         saved = json.loads(args.choice.read_text())
-        chosen, chosen_on = saved["choice"], saved["chosen_on"]
+        chosen.update(saved["choice"])
+        chosen_on = saved["chosen_on"]
     elif args.choose_on is not None and args.choose_on != args.photos:
         choose_photos = load_photos(args.choose_on, args.crop, args.limit)
         chosen_on = args.choose_on
@@ -304,7 +367,12 @@ def main(argv: list[str] | None = None) -> int:
 
     model_runners: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     meta: dict[str, Any] = {"photos": args.photos, "count": len(photos), "preset": PRESET, "crop": args.crop}
-    if not args.no_model:
+    model_rows: dict[str, Any] = {}
+    if args.model_from is not None:
+        saved = json.loads(args.model_from.read_text())
+        model_rows = saved["rows"]
+        meta.update({k: saved["meta"][k] for k in ("model", "self_ensemble") if k in saved["meta"]})
+    elif not args.no_model:
         import anyrestore.models  # noqa: F401
         from anyrestore.inference import Restorer
         from anyrestore.models.zoo import resolve_model
@@ -320,12 +388,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"meta": meta, "rows": {}}
     for row, steps in rows.items():
         blind, oracles = candidates_for(steps, available)
+        if row in chosen:
+            blind = [c for c in blind if c == chosen[row]]
         runners = dict(model_runners)
-        runners.update({c: baseline_runner(c, steps) for c in blind + oracles})
+        if not args.no_baselines and row not in saved_rows:
+            runners.update({c: baseline_runner(c, steps) for c in blind + oracles})
         start = time.perf_counter()
         scores = score_row(steps, photos, runners)
-        if row not in chosen:
+        if row in saved_rows:
+            merge_saved(scores, saved_rows[row], row, models=False)
+        if row in model_rows:
+            merge_saved(scores, model_rows[row], row, models=True)
+        if row not in chosen and not args.no_baselines:
             chosen[row] = choose(scores, blind)
+        chosen.setdefault(row, None)
+        if chosen[row] is not None and chosen[row] not in scores:
+            chosen[row] = None
         result["rows"][row] = {"steps": steps, "strongest": chosen[row], "scores": scores}
         summary = {k: f"{v['psnr']:.2f} ({v['s_per_mp']:.1f} s/MP)" for k, v in scores.items()}
         print(f"{row}: {time.perf_counter() - start:.0f}s {summary}", flush=True)

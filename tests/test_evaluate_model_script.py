@@ -63,3 +63,51 @@ def test_quick_run(script, tmp_path: Path) -> None:
     (tmp_path / "choice.json").write_text(json.dumps(choice))
     assert script.main([*args, "--rows", "blur σ1", "--choice", str(tmp_path / "choice.json")]) == 0
     assert json.loads((tmp_path / "scores.json").read_text())["rows"]["blur σ1"]["strongest"] == "rl_gaussian"
+
+
+def test_clean_rows_saved_baselines_and_model_only(script, tmp_path: Path) -> None:
+    import torch
+
+    photo = torch.rand(1, 3, 112, 144)
+    crop = script.clean_view(photo, "crop")
+    assert crop.shape[-2:] == (96, 128) and torch.equal(crop, photo[..., 8:104, 8:136])
+    gray = script.clean_view(photo, "gray")
+    assert torch.equal(gray[:, 0], gray[:, 2]) and torch.equal(gray * 255, torch.round(gray * 255))
+
+    common = ["--photos", "skimage", "--crop", "48", "--limit", "1"]
+    saved = tmp_path / "baselines"
+    assert script.main([*common, "--no-model", "--rows", "blur σ1", "--out", str(saved)]) == 0
+    before = json.loads((saved / "scores.json").read_text())["rows"]["blur σ1"]
+
+    out = tmp_path / "model"
+    rows = ["blur σ1", "clean", "clean grayscale"]
+    args = [*common, "--model", "default", "--rows", *rows, "--out", str(out)]
+    assert script.main([*args, "--baselines-from", str(saved / "scores.json")]) == 0
+    result = json.loads((out / "scores.json").read_text())["rows"]
+    blur = result["blur σ1"]
+    assert blur["strongest"] == before["strongest"]
+    for key in before["scores"]:
+        if key != "input":
+            assert blur["scores"][key] == before["scores"][key]  # reused, not rerun
+    assert {"model", "model, one pass"} <= set(blur["scores"])
+    for row in ("clean", "clean grayscale"):
+        assert result[row]["strongest"] is None
+        assert result[row]["scores"]["input"]["psnr"] == math.inf
+        assert math.isfinite(result[row]["scores"]["model"]["psnr"])
+
+    # Model only: no baseline runs at all.
+    only = [*common, "--model", "default", "--rows", "blur σ1", "--no-baselines", "--out", str(out)]
+    assert script.main(only) == 0
+    scores = json.loads((out / "scores.json").read_text())["rows"]["blur σ1"]["scores"]
+    assert set(scores) == {"input", "model", "model, one pass"}
+    # The two saved halves join into one table without running anything again.
+    joined = tmp_path / "joined"
+    halves = ["--model-from", str(out / "scores.json"), "--baselines-from", str(saved / "scores.json")]
+    assert script.main([*common, "--rows", "blur σ1", *halves, "--out", str(joined)]) == 0
+    together = json.loads((joined / "scores.json").read_text())
+    assert together["rows"]["blur σ1"]["scores"] == {**before["scores"], **scores}
+    assert together["meta"]["model"] == "default"
+    # Saved baselines of other inputs are refused.
+    other = ["--photos", "skimage", "--crop", "64", "--limit", "1", "--no-model", "--rows", "blur σ1"]
+    with pytest.raises(SystemExit, match="other inputs"):
+        script.main([*other, "--baselines-from", str(saved / "scores.json")])
