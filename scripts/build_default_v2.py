@@ -8,25 +8,29 @@
 run, validation photos score them. The test split is never opened.
 
 Every step is an ordinary, resumable engine run derived from the packaged recipe ``default_v2`` (the plain
-L1 run). Per seed, in ``OUT/seed<S>/``:
+L1 run). Each step is kept only if it pays on the validation split (mean PSNR), against the same compute
+without it. Per seed, in ``OUT/seed<S>/``:
 
 - ``pretrain``: RAM masked image modelling (50% pixel masks, 1x1 patches, L1 on the hidden pixels), P its;
 - ``ram_mac``: MAC ranks the pre-trained units on train photos, the top 30% fine-tune with L1, F its;
-- ``experts``: the ram_mac backbone frozen, one low-rank expert per degradation trained on its own
-  degradation (ABAIR Phase II), E its; ``estimator``: the estimator head learns to blend them (Phase
-  III), S its. The result is the v2 candidate, ``OUT/seed<S>/estimator/model.safetensors``.
+- ``scratch``: the same compute without RAM (plain L1 from scratch for P + F its). The better of the two is
+  the backbone;
+- ``[scratch_]experts``: the backbone frozen, one low-rank expert per degradation trained on its own
+  degradation (ABAIR Phase II), E its; ``[scratch_]estimator``: the estimator head learns to blend them
+  (Phase III), S its;
+- ``<backbone>_long``: the same compute without the experts and estimator (``ram_mac_long``: MAC
+  fine-tuning for F + E + S its; ``scratch_long``: plain training continued for E + S its). The better of
+  the two is the v2 candidate, listed in ``OUT/candidates.txt``.
 
-and the arms that spend the same compute without one step:
-
-- ``scratch``: no RAM pre-training (plain L1 from scratch for P + F its);
-- ``ram_full`` / ``ram_random``: all units, or a random 30%, fine-tuned instead of MAC's top 30%;
-- ``ram_mac_long``: no experts and estimator (MAC fine-tuning for F + E + S its).
+``OUT/decisions.json`` records both choices with the validation PSNR they were made on. The remaining arms
+of the ablation (``--steps ablation``) test MAC's selection: ``ram_full`` / ``ram_random``, all units or a
+random 30% fine-tuned instead of MAC's top 30%, and ``ram_mac_long`` when scratch won the backbone.
 
 Interrupt it at any time and run the same command again: finished runs are kept, the interrupted one
 resumes from its last checkpoint exactly. ``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's
-final validation scores, iterations and wall time. ``--budget smoke`` runs every step for a couple of
-iterations on a tiny network (the test suite does this); ``cpu`` is sized for two CPU cores over several
-sessions; ``gpu`` for one H200 in under 10 minutes (bf16, channels-last, 12 loader workers).
+final validation scores, iterations and wall time, and the decisions. ``--budget smoke`` runs every step
+for a couple of iterations on a tiny network (the test suite does this); ``cpu`` is sized for two CPU cores
+over several sessions; ``gpu`` for one H200 in under 10 minutes (bf16, channels-last, 12 loader workers).
 """
 
 from __future__ import annotations
@@ -222,7 +226,13 @@ def with_experts(backbone: Path, target: Path, config: dict[str, Any]) -> Path:
 
 
 def build_seed(
-    budget: Budget, data_root: Path, seed: int, out: Path, args: argparse.Namespace, log: dict
+    budget: Budget,
+    data_root: Path,
+    seed: int,
+    out: Path,
+    args: argparse.Namespace,
+    log: dict[str, Any],
+    decisions: dict[str, Any],
 ) -> Path:
     base = base_recipe(budget, data_root, seed, args)
     folder = out / f"seed{seed}"
@@ -244,16 +254,25 @@ def build_seed(
         folder / "pretrain",
         log,
     )
-    ram = run(
-        "ram_mac",
-        derive(base, f, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
-        folder / "ram_mac",
-        log,
+    backbones = {
+        "ram_mac": run(
+            "ram_mac",
+            derive(base, f, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
+            folder / "ram_mac",
+            log,
+        ),
+        # The same compute without RAM: needed by the keep-or-drop decision below, so always run.
+        "scratch": run("scratch", derive(base, p + f), folder / "scratch", log),
+    }
+    # Keep RAM (pre-training + MAC fine-tuning) only if it beats plain training on the validation split.
+    backbone = keep_best(backbones, folder, decisions, "backbone")
+    prefix = "" if backbone == "ram_mac" else f"{backbone}_"
+    start = with_experts(
+        backbones[backbone], folder / f"{prefix}experts_init" / FINAL_WEIGHTS, base["model"]["config"]
     )
-    start = with_experts(ram, folder / "experts_init" / FINAL_WEIGHTS, base["model"]["config"])
     tasks = {"tasks": MIXTURES}
     experts = run(
-        "experts",
+        f"{prefix}experts",
         derive(
             base,
             e,
@@ -263,11 +282,11 @@ def build_seed(
             tasks=SINGLE_TASKS,
             experts=True,
         ),
-        folder / "experts",
+        folder / f"{prefix}experts",
         log,
     )
-    final = run(
-        "estimator",
+    with_adapters = run(
+        f"{prefix}estimator",
         derive(
             base,
             s,
@@ -276,11 +295,21 @@ def build_seed(
             lr=2e-3,
             experts=True,
         ),
-        folder / "estimator",
+        folder / f"{prefix}estimator",
         log,
     )
+    # The same compute without the experts and estimator: the backbone's run given their iterations too
+    # (RAM: MAC fine-tuning lengthened from the same pre-training; plain: training continued).
+    if backbone == "ram_mac":
+        longer = derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4)
+    else:
+        longer = derive(base, e + s, pretrained=backbones[backbone], lr=5e-4)
+    without = run(f"{backbone}_long", longer, folder / f"{backbone}_long", log)
+    final_name = keep_best(
+        {f"{prefix}estimator": with_adapters, f"{backbone}_long": without}, folder, decisions, "adapters"
+    )
+    final = with_adapters if final_name == f"{prefix}estimator" else without
     if "ablation" in steps:
-        run("scratch", derive(base, p + f), folder / "scratch", log)
         run("ram_full", derive(base, f, pretrained=pretrained, lr=5e-4), folder / "ram_full", log)
         run(
             "ram_random",
@@ -288,17 +317,28 @@ def build_seed(
             folder / "ram_random",
             log,
         )
-        run(
-            "ram_mac_long",
-            derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
-            folder / "ram_mac_long",
-            log,
-        )
+        if backbone != "ram_mac":
+            run(
+                "ram_mac_long",
+                derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
+                folder / "ram_mac_long",
+                log,
+            )
     return final
 
 
-def write_summary(log: dict[str, Any], out: Path) -> None:
+def keep_best(runs: dict[str, Path], folder: Path, decisions: dict[str, Any], step: str) -> str:
+    """The run with the best mean validation PSNR (ties: the first); the decision is recorded."""
+    scores = {name: last_validation(path.parent).get("psnr", float("-inf")) for name, path in runs.items()}
+    best = max(scores, key=lambda name: scores[name])
+    decisions[f"{folder.name}/{step}"] = {"kept": best, "validation_psnr": scores}
+    print(f"== {folder.name}/{step}: keep {best} (validation PSNR {scores})", flush=True)
+    return best
+
+
+def write_summary(log: dict[str, Any], decisions: dict[str, Any], out: Path) -> None:
     (out / "ablation.json").write_text(json.dumps(log, indent=2) + "\n")
+    (out / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
     metrics = sorted({k for entry in log.values() for k in entry["val"] if k.startswith("psnr")})
     lines = [
         "| run | iterations | wall time | " + " | ".join(metrics) + " |",
@@ -311,6 +351,10 @@ def write_summary(log: dict[str, Any], out: Path) -> None:
             + " | ".join(cells)
             + " |"
         )
+    lines += ["", "| seed/step | kept | validation PSNR of each |", "|---|---|---|"]
+    for name, entry in decisions.items():
+        each = ", ".join(f"{run} {psnr:.2f}" for run, psnr in entry["validation_psnr"].items())
+        lines.append(f"| {name} | {entry['kept']} | {each} |")
     (out / "ablation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -330,17 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=("model", "ablation"),
         default=["model", "ablation"],
-        help="model: the v2 pipeline only; ablation: also the arms without each step",
+        help="model: the v2 pipeline and its keep-or-drop arms; ablation: also MAC's selection arms",
     )
     args = parser.parse_args(argv)
     budget = BUDGETS[args.budget]
     out = args.out.expanduser()
     data_root = prepare_data(args.photos.expanduser(), out / "data")
     log: dict[str, Any] = {}
+    decisions: dict[str, Any] = {}
     finals = []
     for seed in args.seeds:
-        finals.append(build_seed(budget, data_root, seed, out, args, log))
-        write_summary(log, out)
+        finals.append(build_seed(budget, data_root, seed, out, args, log, decisions))
+        write_summary(log, decisions, out)
     (out / "candidates.txt").write_text("".join(f"{p}\n" for p in finals))
     print(f"v2 candidates: {', '.join(map(str, finals))}")
     return 0

@@ -7,7 +7,7 @@
 # is never opened). The device machine has no network: copy the cache into an ignored folder of the
 # checkout and carry it, e.g. `cp -r ~/.cache/anyrestore/photos photo-cache` (53 MB), carry photo-cache.
 # Writes under $OUT (default out/default_v2_gpu): default_v2.safetensors (the candidate), ablation.json and
-# ablation.md (every run's iterations, wall time and final validation scores), run.log, and runs.tar.gz
+# ablation.md (every run's iterations, wall time and final validation scores), decisions.json, run.log, and runs.tar.gz
 # (every run's recipe and metrics.jsonl, for the learning curves). The runs themselves stay in $RUNS
 # (default /tmp/default_v2), so a second call on a warm machine resumes where the first stopped.
 # BUDGET, DEVICE, PRECISION, WORKERS, SEEDS, STEPS and LIMIT (seconds) override the GPU settings (the test suite runs
@@ -24,7 +24,7 @@ status=0
 timeout "${LIMIT:-540}" python3 scripts/build_default_v2.py --photos "$PHOTOS" --out "$RUNS" \
   --budget "${BUDGET:-gpu}" --device "${DEVICE:-cuda}" --precision "${PRECISION:-bf16}" \
   --workers "${WORKERS:-12}" --seeds ${SEEDS:-0 1 2} --steps ${STEPS:-model ablation} --channels-last 2>&1 | tee "$OUT/run.log" || status=$?
-for f in ablation.json ablation.md; do
+for f in ablation.json ablation.md decisions.json; do
   if [ -f "$RUNS/$f" ]; then cp "$RUNS/$f" "$OUT/"; fi
 done
 if [ -f "$RUNS/candidates.txt" ]; then cp "$(head -n 1 "$RUNS/candidates.txt")" "$OUT/default_v2.safetensors"; fi

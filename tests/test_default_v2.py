@@ -56,31 +56,44 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     assert sorted(p.name for p in back.iterdir()) == [
         "ablation.json",
         "ablation.md",
+        "decisions.json",
         "default_v2.safetensors",
         "run.log",
         "runs.tar.gz",
     ]
     with tarfile.open(back / "runs.tar.gz") as archive:
         names = archive.getnames()
-    assert "./seed0/estimator/metrics.jsonl" in names and "./seed0/pretrain/recipe.yaml" in names
     log = json.loads((out / "ablation.json").read_text())
-    assert list(log) == ["seed0/pretrain", "seed0/ram_mac", "seed0/experts", "seed0/estimator"]
-    assert all(entry["iterations"] == 2 and entry["val"]["psnr"] > 10 for entry in log.values())
+    decisions = json.loads((out / "decisions.json").read_text())
+    backbone = decisions["seed0/backbone"]["kept"]
+    assert backbone in ("ram_mac", "scratch")
+    assert set(decisions["seed0/backbone"]["validation_psnr"]) == {"ram_mac", "scratch"}
+    prefix = "" if backbone == "ram_mac" else "scratch_"
+    assert f"./seed0/{prefix}estimator/metrics.jsonl" in names and "./seed0/pretrain/recipe.yaml" in names
+    runs = ["pretrain", "ram_mac", "scratch", f"{prefix}experts", f"{prefix}estimator", f"{backbone}_long"]
+    assert list(log) == [f"seed0/{name}" for name in runs]
+    assert log["seed0/scratch"]["iterations"] == 4  # the same compute as pretrain + ram_mac
+    assert log["seed0/pretrain"]["iterations"] == log["seed0/ram_mac"]["iterations"] == 2
+    assert all(entry["val"]["psnr"] > 10 for entry in log.values())
+    adapters = decisions["seed0/adapters"]
+    assert set(adapters["validation_psnr"]) == {f"{prefix}estimator", f"{backbone}_long"}
+    assert adapters["kept"] == max(adapters["validation_psnr"], key=adapters["validation_psnr"].get)
     assert "ram_finetune: mac ranking computed at start-up, top 30%" in result.stdout
     assert load_model(back / "default_v2.safetensors").descriptor.architecture == "context_nafnet"
 
     candidate = Path((out / "candidates.txt").read_text().strip())
-    loaded = load_model(candidate)
-    assert loaded.descriptor.architecture == "context_nafnet"
-    assert loaded.module.classes == ("clean", *DEGRADATIONS)
+    assert candidate == out / "seed0" / adapters["kept"] / "model.safetensors"
     pretrained = load_model(out / "seed0" / "pretrain" / "model.safetensors").module.state_dict()
     tuned = load_model(out / "seed0" / "ram_mac" / "model.safetensors").module.state_dict()
-    final = loaded.module.state_dict()
     changed = [k for k in pretrained if not torch.equal(pretrained[k], tuned[k])]
     assert 0 < len(changed) < len(pretrained)  # MAC fine-tuning moved some units only
-    # The experts and estimator steps froze the backbone: it is the fine-tuned one, bit for bit.
-    backbone = [k for k in tuned if ".experts." not in k and not k.startswith("estimator.")]
-    assert all(torch.equal(final[k], tuned[k]) for k in backbone)
+    # The experts and estimator steps froze the backbone: it is the chosen one, bit for bit.
+    estimator = load_model(out / "seed0" / f"{prefix}estimator" / "model.safetensors")
+    assert estimator.module.classes == ("clean", *DEGRADATIONS)
+    chosen = load_model(out / "seed0" / backbone / "model.safetensors").module.state_dict()
+    final = estimator.module.state_dict()
+    shared = [k for k in chosen if ".experts." not in k and not k.startswith("estimator.")]
+    assert all(torch.equal(final[k], chosen[k]) for k in shared)
     assert not (out / "data" / "test").exists()  # the test split is never laid out for training
 
     again = _build(photos, out, back)
