@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 from PIL import Image, ImageOps, PngImagePlugin
+
+from ..io import atomic_output
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("pypi", "debian")
@@ -222,15 +222,8 @@ def write_cached(image: Image.Image, entry: PhotoEntry, cache: str | Path) -> Pa
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def photo_files(cache: str | Path, split: str) -> list[Path]:
