@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
 PRESET = "basicsr"
 ROWS: dict[str, list[str]] = {
@@ -222,6 +223,7 @@ def score_row(
     steps: list[str],
     photos: dict[str, torch.Tensor],
     runners: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+    row: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Every runner's mean PSNR/SSIM, per-photo scores and seconds per megapixel on one row.
 
@@ -233,7 +235,7 @@ def score_row(
     seconds = dict.fromkeys(scores, 0.0)
     megapixels = 0.0
     view = steps[0] if len(steps) == 1 and steps[0] in CLEAN_ROWS.values() else None
-    for name, photo in photos.items():
+    for name, photo in tqdm(photos.items(), desc=row, unit="photo", leave=False):
         if view is not None:
             clean = lq = clean_view(photo, view)
         else:
@@ -306,7 +308,7 @@ def baselines_only(
     for row, steps in rows.items():
         blind, _ = candidates_for(steps, available)
         start = time.perf_counter()
-        out[row] = score_row(steps, photos, {c: baseline_runner(c, steps) for c in blind})
+        out[row] = score_row(steps, photos, {c: baseline_runner(c, steps) for c in blind}, row)
         print(f"[choose] {row}: {time.perf_counter() - start:.0f}s", flush=True)
     return out
 
@@ -394,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_baselines and row not in saved_rows:
             runners.update({c: baseline_runner(c, steps) for c in blind + oracles})
         start = time.perf_counter()
-        scores = score_row(steps, photos, runners)
+        scores = score_row(steps, photos, runners, row)
         if row in saved_rows:
             merge_saved(scores, saved_rows[row], row, models=False)
         if row in model_rows:
