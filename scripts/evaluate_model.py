@@ -268,6 +268,23 @@ def fmt(entry: dict[str, Any] | None) -> str:
     return "n/a" if entry is None else f"{entry['psnr']:.2f} / {entry['ssim']:.3f}"
 
 
+def row_means(result: dict[str, Any]) -> dict[str, float]:
+    """Mean PSNR over the scored degradation rows (not the clean ones) of the input, the model in one pass and
+    as ``restore`` runs it, and each row's strongest baseline; a column missing from any row is left out."""
+    rows = [r for name, r in result["rows"].items() if name in ROWS]
+    if not rows:
+        return {}
+    out: dict[str, float] = {"rows": len(rows)}
+    for key in ("input", "model, one pass", "model"):
+        if all(key in r["scores"] for r in rows):
+            out[key] = sum(r["scores"][key]["psnr"] for r in rows) / len(rows)
+    if "model" in out and "model, one pass" not in out:
+        out["model, one pass"] = out["model"]
+    if all(r["strongest"] for r in rows):
+        out["strongest"] = sum(r["scores"][r["strongest"]]["psnr"] for r in rows) / len(rows)
+    return out
+
+
 def table(result: dict[str, Any]) -> str:
     """The Markdown tables: one line per row, then every candidate."""
     chosen_on = result["meta"]["chosen_on"]
@@ -291,6 +308,11 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"| {row} | {fmt(s['input'])} | {models} | {base} | {model_t} | {base_t} | {oracle_cell} |"
         )
+    means = row_means(result)
+    if means:
+        cells = [f"{means[k]:.2f}" if k in means else "" for k in ("input", "model, one pass", "model")]
+        base = f"{means['strongest']:.2f}" if "strongest" in means else ""
+        lines.append(f"| mean of the {means['rows']} degradation rows | {' | '.join(cells)} | {base} | | | |")
     lines += ["", "| degradation | candidate | PSNR / SSIM | s/MP |", "|---|---|---|---|"]
     for row, r in result["rows"].items():
         for key, entry in r["scores"].items():
@@ -410,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = {k: f"{v['psnr']:.2f} ({v['s_per_mp']:.1f} s/MP)" for k, v in scores.items()}
         print(f"{row}: {time.perf_counter() - start:.0f}s {summary}", flush=True)
     meta["chosen_on"] = chosen_on if chosen_on != args.photos else f"{chosen_on} (the scored photos)"
+    result["means"] = row_means(result)
 
     text = table(result)
     print(text)

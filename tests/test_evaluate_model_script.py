@@ -107,6 +107,15 @@ def test_clean_rows_saved_baselines_and_model_only(script, tmp_path: Path) -> No
     together = json.loads((joined / "scores.json").read_text())
     assert together["rows"]["blur σ1"]["scores"] == {**before["scores"], **scores}
     assert together["meta"]["model"] == "default"
+    blur = together["rows"]["blur σ1"]
+    assert together["means"] == {
+        "rows": 1,
+        "input": blur["scores"]["input"]["psnr"],
+        "model, one pass": blur["scores"]["model, one pass"]["psnr"],
+        "model": blur["scores"]["model"]["psnr"],
+        "strongest": blur["scores"][blur["strongest"]]["psnr"],
+    }
+    assert "| mean of the 1 degradation rows |" in (joined / "table.md").read_text()
     # Saved baselines of other inputs are refused.
     other = ["--photos", "skimage", "--crop", "64", "--limit", "1", "--no-model", "--rows", "blur σ1"]
     with pytest.raises(SystemExit, match="other inputs"):
