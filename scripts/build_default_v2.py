@@ -93,6 +93,8 @@ BUDGETS = {
         1,
     ),
     "cpu": Budget(3000, 1500, 600, 300, 8, 64, {}, 128, 4, 50, 100),
+    # For a plain backbone once RAM has lost at the cpu budget (--backbone scratch): 12,000 iterations.
+    "cpu_long": Budget(8000, 4000, 600, 300, 8, 64, {}, 128, 4, 50, 100),
     "gpu": Budget(6000, 3000, 1200, 600, 32, 96, {}, 192, 10, 200, 500),
 }
 
@@ -246,24 +248,28 @@ def build_seed(
         return {"name": "ram_finetune", "options": options}
 
     steps = set(args.steps)
-    pretrained = run(
-        "pretrain",
-        derive(
-            base, p, method={"name": "ram_pretrain", "options": {"ratio": 0.5, "patch": 1}}, loss="masked_l1"
-        ),
-        folder / "pretrain",
-        log,
-    )
-    backbones = {
-        "ram_mac": run(
+    pretrained: Path | None = None
+    backbones: dict[str, Path] = {}
+    if args.backbone == "best":
+        pretrained = run(
+            "pretrain",
+            derive(
+                base,
+                p,
+                method={"name": "ram_pretrain", "options": {"ratio": 0.5, "patch": 1}},
+                loss="masked_l1",
+            ),
+            folder / "pretrain",
+            log,
+        )
+        backbones["ram_mac"] = run(
             "ram_mac",
             derive(base, f, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
             folder / "ram_mac",
             log,
-        ),
-        # The same compute without RAM: needed by the keep-or-drop decision below, so always run.
-        "scratch": run("scratch", derive(base, p + f), folder / "scratch", log),
-    }
+        )
+    # The same compute without RAM: needed by the keep-or-drop decision below, so always run.
+    backbones["scratch"] = run("scratch", derive(base, p + f), folder / "scratch", log)
     # Keep RAM (pre-training + MAC fine-tuning) only if it beats plain training on the validation split.
     backbone = keep_best(backbones, folder, decisions, "backbone")
     prefix = "" if backbone == "ram_mac" else f"{backbone}_"
@@ -301,6 +307,7 @@ def build_seed(
     # The same compute without the experts and estimator: the backbone's run given their iterations too
     # (RAM: MAC fine-tuning lengthened from the same pre-training; plain: training continued).
     if backbone == "ram_mac":
+        assert pretrained is not None
         longer = derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4)
     else:
         longer = derive(base, e + s, pretrained=backbones[backbone], lr=5e-4)
@@ -309,7 +316,7 @@ def build_seed(
         {f"{prefix}estimator": with_adapters, f"{backbone}_long": without}, folder, decisions, "adapters"
     )
     final = with_adapters if final_name == f"{prefix}estimator" else without
-    if "ablation" in steps:
+    if "ablation" in steps and pretrained is not None:
         run("ram_full", derive(base, f, pretrained=pretrained, lr=5e-4), folder / "ram_full", log)
         run(
             "ram_random",
@@ -376,7 +383,16 @@ def main(argv: list[str] | None = None) -> int:
         default=["model", "ablation"],
         help="model: the v2 pipeline and its keep-or-drop arms; ablation: also MAC's selection arms",
     )
+    parser.add_argument(
+        "--backbone",
+        choices=("best", "scratch"),
+        default="best",
+        help="best: RAM (pretrain + ram_mac) against plain training, the better kept; scratch: plain only "
+        "(no RAM runs, no ablation), for a budget where RAM was already tested and lost",
+    )
     args = parser.parse_args(argv)
+    if args.backbone == "scratch" and "ablation" in args.steps:
+        print("--backbone scratch: no RAM runs, so no ablation arms")
     budget = BUDGETS[args.budget]
     out = args.out.expanduser()
     data_root = prepare_data(args.photos.expanduser(), out / "data")

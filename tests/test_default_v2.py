@@ -99,3 +99,20 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     again = _build(photos, out, back)
     assert again.returncode == 0, (again.stdout + again.stderr)[-2000:]
     assert "done:" not in again.stdout  # every run was finished: nothing trained again
+
+
+def test_plain_backbone_only_skips_ram_and_the_ablation(photos, tmp_path) -> None:
+    out = tmp_path / "v2"
+    args = ["--photos", str(photos), "--out", str(out), "--budget", "smoke", "--backbone", "scratch"]
+    script = ROOT / "scripts" / "build_default_v2.py"
+    result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    log = json.loads((out / "ablation.json").read_text())
+    names = ["scratch", "scratch_experts", "scratch_estimator", "scratch_long"]
+    assert list(log) == [f"seed0/{name}" for name in names]
+    decisions = json.loads((out / "decisions.json").read_text())
+    assert decisions["seed0/backbone"]["kept"] == "scratch"
+    assert list(decisions["seed0/backbone"]["validation_psnr"]) == ["scratch"]
+    assert not (out / "seed0" / "pretrain").exists()
+    kept = decisions["seed0/adapters"]["kept"]
+    assert (out / "candidates.txt").read_text().strip() == str(out / "seed0" / kept / "model.safetensors")
