@@ -431,20 +431,28 @@ def main(argv: list[str] | None = None) -> int:
         result["rows"][row] = {"steps": steps, "strongest": chosen[row], "scores": scores}
         summary = {k: f"{v['psnr']:.2f} ({v['s_per_mp']:.1f} s/MP)" for k, v in scores.items()}
         print(f"{row}: {time.perf_counter() - start:.0f}s {summary}", flush=True)
-    meta["chosen_on"] = chosen_on if chosen_on != args.photos else f"{chosen_on} (the scored photos)"
+    if chosen_on == args.photos:
+        chosen_on = "(no baselines)" if args.no_baselines else f"{chosen_on} (the scored photos)"
+    meta["chosen_on"] = chosen_on
     result["means"] = row_means(result)
 
     text = table(result)
     print(text)
     if args.save_choice is not None:
-        args.save_choice.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"chosen_on": chosen_on, "choice": chosen}
-        args.save_choice.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+        choice = {"chosen_on": chosen_on, "choice": chosen}
+        write_text(args.save_choice, json.dumps(choice, indent=1, ensure_ascii=False))
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "scores.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-        (args.out / "table.md").write_text(text)
+        write_text(args.out / "scores.json", json.dumps(result, indent=1, ensure_ascii=False))
+        write_text(args.out / "table.md", text.rstrip("\n"))
     return 0
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` and a newline into ``path``, atomically (a killed run leaves no half-written file)."""
+    from anyrestore.io import atomic_output
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
