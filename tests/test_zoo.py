@@ -159,3 +159,24 @@ def test_served_capabilities_agree_with_what_the_server_does() -> None:
     assert listed[DEFAULT_MODEL]["architecture"] == "curve_nafnet"
     noisy = read_image(EXAMPLE).pixels[None][..., :64, :64]
     assert {"JPEG", "blur"} <= set(pool.analyze(DEFAULT_MODEL, noisy))
+
+
+def test_default_v2_ships_denoises_and_keeps_a_clean_crop() -> None:
+    import torch
+    from skimage import data
+
+    from anyrestore.evaluate import psnr
+    from anyrestore.inference import Restorer
+    from anyrestore.models.zoo import resolve_model
+
+    loaded = resolve_model("default-v2")
+    assert loaded.descriptor.architecture == "context_nafnet"
+    assert loaded.module.classes[0] == "clean"
+    clean = torch.from_numpy(data.astronaut()[96:224, 160:288].copy()).permute(2, 0, 1)[None].float() / 255
+    noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 25 / 255
+    noisy = torch.round((clean + noise).clamp(0, 1) * 255) / 255
+    restorer = Restorer(loaded, device="cpu", tile=0)
+    with torch.no_grad():
+        denoised, kept = restorer(noisy).clamp(0, 1), restorer(clean).clamp(0, 1)
+    assert psnr(denoised, clean, "basicsr") > psnr(noisy, clean, "basicsr") + 3.0
+    assert psnr(kept, clean, "basicsr") > 35.0
