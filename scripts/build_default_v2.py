@@ -306,16 +306,17 @@ def build_seed(
     )
     # The same compute without the experts and estimator: the backbone's run given their iterations too
     # (RAM: MAC fine-tuning lengthened from the same pre-training; plain: training continued).
+    ram_mac_long = None
+    if pretrained is not None:
+        ram_mac_long = derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4)
     if backbone == "ram_mac":
-        assert pretrained is not None
-        longer = derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4)
+        assert ram_mac_long is not None
+        longer = ram_mac_long
     else:
         longer = derive(base, e + s, pretrained=backbones[backbone], lr=5e-4)
     without = run(f"{backbone}_long", longer, folder / f"{backbone}_long", log)
-    final_name = keep_best(
-        {f"{prefix}estimator": with_adapters, f"{backbone}_long": without}, folder, decisions, "adapters"
-    )
-    final = with_adapters if final_name == f"{prefix}estimator" else without
+    candidates = {f"{prefix}estimator": with_adapters, f"{backbone}_long": without}
+    final = candidates[keep_best(candidates, folder, decisions, "adapters")]
     if "ablation" in steps and pretrained is not None:
         run("ram_full", derive(base, f, pretrained=pretrained, lr=5e-4), folder / "ram_full", log)
         run(
@@ -324,13 +325,8 @@ def build_seed(
             folder / "ram_random",
             log,
         )
-        if backbone != "ram_mac":
-            run(
-                "ram_mac_long",
-                derive(base, f + e + s, method=finetune("mac", 0.3), pretrained=pretrained, lr=5e-4),
-                folder / "ram_mac_long",
-                log,
-            )
+        if backbone != "ram_mac" and ram_mac_long is not None:
+            run("ram_mac_long", ram_mac_long, folder / "ram_mac_long", log)
     return final
 
 
