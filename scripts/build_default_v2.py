@@ -48,7 +48,7 @@ import torch
 from PIL import Image
 
 import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
-from anyrestore.io import atomic_output
+from anyrestore.io import atomic_output, write_atomically
 from anyrestore.methods.abair.pipeline import run_phase
 from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.context_nafnet import DEGRADATIONS
@@ -188,7 +188,7 @@ def run(name: str, data: dict[str, Any], folder: Path, log: dict[str, Any]) -> P
     spent = time.perf_counter() - start
     if spent > 1.0 or not wall_file.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        wall_file.write_text(json.dumps({"seconds": before + spent}))
+        write_atomically(wall_file, json.dumps({"seconds": before + spent}))
     log[f"{folder.parent.name}/{name}"] = {
         "iterations": recipe.schedule.iterations,
         "wall_seconds": round(before + spent, 1),
@@ -340,8 +340,8 @@ def keep_best(runs: dict[str, Path], folder: Path, decisions: dict[str, Any], st
 
 
 def write_summary(log: dict[str, Any], decisions: dict[str, Any], out: Path) -> None:
-    (out / "ablation.json").write_text(json.dumps(log, indent=2) + "\n")
-    (out / "decisions.json").write_text(json.dumps(decisions, indent=2) + "\n")
+    write_atomically(out / "ablation.json", json.dumps(log, indent=2) + "\n")
+    write_atomically(out / "decisions.json", json.dumps(decisions, indent=2) + "\n")
     metrics = sorted({k for entry in log.values() for k in entry["val"] if k.startswith("psnr")})
     lines = [
         "| run | iterations | wall time | " + " | ".join(metrics) + " |",
@@ -358,7 +358,7 @@ def write_summary(log: dict[str, Any], decisions: dict[str, Any], out: Path) -> 
     for name, entry in decisions.items():
         each = ", ".join(f"{run} {psnr:.2f}" for run, psnr in entry["validation_psnr"].items())
         lines.append(f"| {name} | {entry['kept']} | {each} |")
-    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+    write_atomically(out / "ablation.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         finals.append(build_seed(budget, data_root, seed, out, args, log, decisions))
         write_summary(log, decisions, out)
-    (out / "candidates.txt").write_text("".join(f"{p}\n" for p in finals))
+    write_atomically(out / "candidates.txt", "".join(f"{p}\n" for p in finals))
     print(f"v2 candidates: {', '.join(map(str, finals))}")
     return 0
 

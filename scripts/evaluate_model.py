@@ -436,23 +436,17 @@ def main(argv: list[str] | None = None) -> int:
     meta["chosen_on"] = chosen_on
     result["means"] = row_means(result)
 
+    from anyrestore.io import write_atomically
+
     text = table(result)
     print(text)
     if args.save_choice is not None:
         choice = {"chosen_on": chosen_on, "choice": chosen}
-        write_text(args.save_choice, json.dumps(choice, indent=1, ensure_ascii=False))
+        write_atomically(args.save_choice, json.dumps(choice, indent=1, ensure_ascii=False) + "\n")
     if args.out is not None:
-        write_text(args.out / "scores.json", json.dumps(result, indent=1, ensure_ascii=False))
-        write_text(args.out / "table.md", text.rstrip("\n"))
+        write_atomically(args.out / "scores.json", json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        write_atomically(args.out / "table.md", text)
     return 0
-
-
-def write_text(path: Path, text: str) -> None:
-    """``text`` and a newline into ``path``, atomically (a killed run leaves no half-written file)."""
-    from anyrestore.io import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

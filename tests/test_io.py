@@ -289,3 +289,14 @@ def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+def test_write_atomically_writes_text_and_bytes_whole(tmp_path) -> None:
+    from anyrestore.io import write_atomically
+
+    target = tmp_path / "sub" / "scores.json"
+    write_atomically(target, "σ 1\n")
+    assert target.read_bytes() == "σ 1\n".encode()
+    write_atomically(target, b"\x00\x01")
+    assert target.read_bytes() == b"\x00\x01"
+    assert [p.name for p in target.parent.iterdir()] == ["scores.json"]  # no temporaries left

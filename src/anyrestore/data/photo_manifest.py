@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from ..io import atomic_output
+from ..io import write_atomically
 
 SPLITS = ("train", "validation", "test")
 KINDS = ("pypi", "debian")
@@ -117,7 +117,7 @@ def write_manifest(entries: list[PhotoEntry], path: str | Path) -> None:
     rows = sorted(entries, key=lambda e: (order[e.split], e.id))
     text = "\t".join(COLUMNS) + "\n"
     text += "".join("\t".join(str(getattr(e, c)) for c in COLUMNS) + "\n" for e in rows)
-    _write_atomic(Path(path), text.encode("utf-8"))
+    write_atomically(Path(path), text.encode("utf-8"))
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -217,13 +217,8 @@ def write_cached(image: Image.Image, entry: PhotoEntry, cache: str | Path) -> Pa
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     path = cache_file(entry, cache)
-    _write_atomic(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def photo_files(cache: str | Path, split: str) -> list[Path]:

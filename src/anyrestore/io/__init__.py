@@ -12,6 +12,7 @@ from anyrestore.io.image import (
     read_image,
     read_tensor,
     remove_stale_temporaries,
+    write_atomically,
     write_image,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "read_image",
     "read_tensor",
     "remove_stale_temporaries",
+    "write_atomically",
     "write_image",
 ]

@@ -323,6 +323,12 @@ def atomic_output(path: Path):
         raise
 
 
+def write_atomically(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through :func:`atomic_output`: whole, or not at all."""
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
 def write_image(
     path: str | os.PathLike[str],
     pixels: torch.Tensor | ImageData,
