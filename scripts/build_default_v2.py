@@ -27,7 +27,8 @@ of the ablation (``--steps ablation``) test MAC's selection: ``ram_full`` / ``ra
 random 30% fine-tuned instead of MAC's top 30%, and ``ram_mac_long`` when scratch won the backbone.
 
 Interrupt it at any time and run the same command again: finished runs are kept, the interrupted one
-resumes from its last checkpoint exactly. ``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's
+resumes from its last checkpoint exactly. Every step that starts from another's weights averages them
+with the EMA warm-up (``ema.warmup``), so that its short run ends with its own weights, not its start's. ``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's
 final validation scores, iterations and wall time, and the decisions. ``--budget smoke`` runs every step
 for a couple of iterations on a tiny network (the test suite does this); ``cpu`` is sized for two CPU cores
 over several sessions; ``gpu`` for one H200 in under 10 minutes (bf16, channels-last, 12 loader workers).
@@ -167,6 +168,10 @@ def derive(
         data["optim"]["lr"] = lr
     if pretrained is not None:
         data["model"]["pretrained"] = str(pretrained)
+        if data.get("ema") is not None:
+            # A step that starts from other weights is short (300 to 4,000 iterations): without the ramp
+            # its average would still be mostly the weights it started from (74% after 300 at 0.999).
+            data["ema"]["warmup"] = True
     if experts:
         data["model"]["config"]["experts"] = list(DEGRADATIONS)
     if tasks is not None:

@@ -110,6 +110,23 @@ def test_ema_average_start_and_buffers() -> None:
         ModelEMA(model, decay=1.0)
 
 
+def test_ema_warmup_lets_a_short_run_forget_its_start() -> None:
+    """With warmup the decay ramps as (1 + n) / (10 + n) up to ``decay``: after 300 updates towards new
+    weights the average holds almost none of the start (a fixed 0.999 would still hold 74% of it)."""
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    later = ModelEMA(model, decay=0.999, start=5, warmup=True)
+    assert [later.decay_at(i) for i in (4, 5, 6, 10_000)] == [0.0, 0.1, 2 / 11, 0.999]
+    plain, ramped = ModelEMA(model, decay=0.999), ModelEMA(model, decay=0.999, warmup=True)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for iteration in range(1, 301):
+        plain.update(model, iteration)
+        ramped.update(model, iteration)
+    assert float(plain.module.weight) == pytest.approx(1 - 0.999**300, rel=1e-4)  # 0.26
+    assert float(ramped.module.weight) > 0.95
+
+
 # ----------------------------------------------------------------------------------------- precision
 
 

@@ -116,10 +116,12 @@ class LossTerm:
 
 @dataclass
 class EmaSection:
-    """Exponential moving average of the weights, updated after every step from iteration ``start``."""
+    """Exponential moving average of the weights, updated after every step from iteration ``start``;
+    ``warmup`` ramps the decay up from 0.1 (:class:`anyrestore.train.ema.ModelEMA`), for short runs."""
 
     decay: float = 0.999
     start: int = 0
+    warmup: bool = False
 
 
 @dataclass

@@ -299,7 +299,7 @@ class Trainer:
             net=net,
             descriptor=descriptor,
             params=params,
-            ema=ModelEMA(model, r.ema.decay, r.ema.start) if r.ema is not None else None,
+            ema=ModelEMA(model, r.ema.decay, r.ema.start, r.ema.warmup) if r.ema is not None else None,
             optimizer=build_optimizer(r, params),
             precision=Precision.create(r.precision, ctx.device),
             schedule=LRSchedule.from_recipe(r.optim.lr, r.schedule),
