@@ -17,10 +17,11 @@ without it. Per seed, in ``OUT/seed<S>/``:
   the backbone;
 - ``[scratch_]experts``: the backbone frozen, one low-rank expert per degradation trained on its own
   degradation (ABAIR Phase II), E its; ``[scratch_]estimator``: the estimator head learns to blend them
-  (Phase III), S its;
+  (Phase III: cross-entropy on the degradation), S its; ``[scratch_]estimator_restore``: the same head
+  from the same experts, S its, taught the blend by the restoration loss alone;
 - ``<backbone>_long``: the same compute without the experts and estimator (``ram_mac_long``: MAC
-  fine-tuning for F + E + S its; ``scratch_long``: plain training continued for E + S its). The better of
-  the two is the v2 candidate, listed in ``OUT/candidates.txt``.
+  fine-tuning for F + E + S its; ``scratch_long``: plain training continued for E + S its). The best of
+  the two estimators and this is the v2 candidate, listed in ``OUT/candidates.txt``.
 
 ``OUT/decisions.json`` records both choices with the validation PSNR they were made on. The remaining arms
 of the ablation (``--steps ablation``) test MAC's selection: ``ram_full`` / ``ram_random``, all units or a
@@ -28,8 +29,9 @@ random 30% fine-tuned instead of MAC's top 30%, and ``ram_mac_long`` when scratc
 
 Interrupt it at any time and run the same command again: finished runs are kept, the interrupted one
 resumes from its last checkpoint exactly. Every step that starts from another's weights averages them
-with the EMA warm-up (``ema.warmup``), so that its short run ends with its own weights, not its start's. ``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's
-final validation scores, iterations and wall time, and the decisions. ``--budget smoke`` runs every step
+with the EMA warm-up (``ema.warmup``), so that its short run ends with its own weights, not its start's.
+``OUT/ablation.json`` and ``OUT/ablation.md`` collect each arm's final validation scores, iterations and
+wall time, and the decisions. ``--budget smoke`` runs every step
 for a couple of iterations on a tiny network (the test suite does this); ``cpu`` is sized for two CPU cores
 over several sessions; ``gpu`` for one H200 in under 10 minutes (bf16, channels-last, 12 loader workers).
 """
@@ -309,6 +311,24 @@ def build_seed(
         folder / f"{prefix}estimator",
         log,
     )
+    # The estimator's blend learned from restoration alone (no cross-entropy), from the same experts:
+    # a confident wrong blend can restore worse than a soft one.
+    with_blend = run(
+        f"{prefix}estimator_restore",
+        derive(
+            base,
+            s,
+            method={
+                "name": "abair_experts_estimator",
+                "options": {**tasks, "choice_weight": 0.0, "restore_weight": 1.0},
+            },
+            pretrained=experts,
+            lr=2e-3,
+            experts=True,
+        ),
+        folder / f"{prefix}estimator_restore",
+        log,
+    )
     # The same compute without the experts and estimator: the backbone's run given their iterations too
     # (RAM: MAC fine-tuning lengthened from the same pre-training; plain: training continued).
     ram_mac_long = None
@@ -320,7 +340,11 @@ def build_seed(
     else:
         longer = derive(base, e + s, pretrained=backbones[backbone], lr=5e-4)
     without = run(f"{backbone}_long", longer, folder / f"{backbone}_long", log)
-    candidates = {f"{prefix}estimator": with_adapters, f"{backbone}_long": without}
+    candidates = {
+        f"{prefix}estimator": with_adapters,
+        f"{prefix}estimator_restore": with_blend,
+        f"{backbone}_long": without,
+    }
     final = candidates[keep_best(candidates, folder, decisions, "adapters")]
     if "ablation" in steps and pretrained is not None:
         run("ram_full", derive(base, f, pretrained=pretrained, lr=5e-4), folder / "ram_full", log)

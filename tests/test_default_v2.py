@@ -70,13 +70,18 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     assert set(decisions["seed0/backbone"]["validation_psnr"]) == {"ram_mac", "scratch"}
     prefix = "" if backbone == "ram_mac" else "scratch_"
     assert f"./seed0/{prefix}estimator/metrics.jsonl" in names and "./seed0/pretrain/recipe.yaml" in names
-    runs = ["pretrain", "ram_mac", "scratch", f"{prefix}experts", f"{prefix}estimator", f"{backbone}_long"]
+    runs = ["pretrain", "ram_mac", "scratch", f"{prefix}experts", f"{prefix}estimator"]
+    runs += [f"{prefix}estimator_restore", f"{backbone}_long"]
     assert list(log) == [f"seed0/{name}" for name in runs]
     assert log["seed0/scratch"]["iterations"] == 4  # the same compute as pretrain + ram_mac
     assert log["seed0/pretrain"]["iterations"] == log["seed0/ram_mac"]["iterations"] == 2
     assert all(entry["val"]["psnr"] > 10 for entry in log.values())
     adapters = decisions["seed0/adapters"]
-    assert set(adapters["validation_psnr"]) == {f"{prefix}estimator", f"{backbone}_long"}
+    assert set(adapters["validation_psnr"]) == {
+        f"{prefix}estimator",
+        f"{prefix}estimator_restore",
+        f"{backbone}_long",
+    }
     assert adapters["kept"] == max(adapters["validation_psnr"], key=adapters["validation_psnr"].get)
     assert "ram_finetune: mac ranking computed at start-up, top 30%" in result.stdout
     assert load_model(back / "default_v2.safetensors").descriptor.architecture == "context_nafnet"
@@ -94,6 +99,11 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     final = estimator.module.state_dict()
     shared = [k for k in chosen if ".experts." not in k and not k.startswith("estimator.")]
     assert all(torch.equal(final[k], chosen[k]) for k in shared)
+    # The blend taught by restoration moved the estimator of the same experts, and nothing else.
+    experts = load_model(out / "seed0" / f"{prefix}experts" / "model.safetensors").module.state_dict()
+    blend = load_model(out / "seed0" / f"{prefix}estimator_restore" / "model.safetensors").module.state_dict()
+    moved = {k for k in experts if not torch.equal(experts[k], blend[k])}
+    assert moved and all(k.startswith("estimator.") for k in moved)
     assert not (out / "data" / "test").exists()  # the test split is never laid out for training
 
     again = _build(photos, out, back)
@@ -108,7 +118,7 @@ def test_plain_backbone_only_skips_ram_and_the_ablation(photos, tmp_path) -> Non
     result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     log = json.loads((out / "ablation.json").read_text())
-    names = ["scratch", "scratch_experts", "scratch_estimator", "scratch_long"]
+    names = ["scratch", "scratch_experts", "scratch_estimator", "scratch_estimator_restore", "scratch_long"]
     assert list(log) == [f"seed0/{name}" for name in names]
     decisions = json.loads((out / "decisions.json").read_text())
     assert decisions["seed0/backbone"]["kept"] == "scratch"

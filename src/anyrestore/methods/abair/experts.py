@@ -9,7 +9,10 @@ experts) and the estimator inside one module, so both phases are ordinary traini
   ``forward(x, side, experts=...)``, so each expert learns its own degradation, as in ABAIR's Phase II;
 - ``abair_experts_estimator``: only the estimator head trains, with cross-entropy against the task's classes
   (an even distribution over a mixture's), as in ABAIR's Phase III; ``restore_weight`` adds the L1 of
-  the restoration through the estimator's own blend, which teaches it which blend restores best.
+  the restoration through the estimator's own blend, which teaches it which blend restores best, and
+  ``choice_weight`` (1) scales the cross-entropy: ``choice_weight: 0, restore_weight: 1`` learns the blend
+  from restoration alone, for when telling the degradations apart is too hard for the estimator and a
+  confident wrong blend restores worse than a soft one.
 
 A task maps to experts by its name (``noise`` -> the ``noise`` expert; ``clean`` -> none) or through the
 ``tasks`` option (``{blur_noise: [blur, noise]}``); a task that maps to nothing known is an error.
@@ -125,10 +128,16 @@ class EstimatorObjective(Objective):
 
     method = "abair_experts_estimator"
 
-    def __init__(self, tasks: Mapping[str, Sequence[str]], restore_weight: float = 0.0) -> None:
-        if restore_weight < 0:
-            raise ObjectiveError(f"method.options.restore_weight must be >= 0, got {restore_weight}")
+    def __init__(
+        self, tasks: Mapping[str, Sequence[str]], restore_weight: float = 0.0, choice_weight: float = 1.0
+    ) -> None:
+        for name, value in (("restore_weight", restore_weight), ("choice_weight", choice_weight)):
+            if value < 0:
+                raise ObjectiveError(f"method.options.{name} must be >= 0, got {value}")
+        if not restore_weight and not choice_weight:
+            raise ObjectiveError("method.options: choice_weight and restore_weight cannot both be 0")
         self.tasks, self.restore_weight = dict(tasks), float(restore_weight)
+        self.choice_weight = float(choice_weight)
         self.mapping: TaskExperts | None = None
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
@@ -150,10 +159,10 @@ class EstimatorObjective(Objective):
         accuracy = (logits.argmax(dim=1) == target.argmax(dim=1)).float().mean()
         parts = {"choice": choice.detach(), "acc": accuracy.detach()}
         if not self.restore_weight:
-            return choice, parts
+            return self.choice_weight * choice, parts
         restored, restore_parts = ctx.loss(model(lq, **side), batch["gt"], batch.get("mask"))
         parts.update({f"restore_{k}": v for k, v in restore_parts.items()})
-        return choice + self.restore_weight * restored, parts
+        return self.choice_weight * choice + self.restore_weight * restored, parts
 
 
 def _experts(options: Mapping[str, Any]) -> Objective:
@@ -164,14 +173,16 @@ def _experts(options: Mapping[str, Any]) -> Objective:
 
 
 def _estimator(options: Mapping[str, Any]) -> Objective:
-    unknown = set(options) - {"tasks", "restore_weight"}
+    unknown = set(options) - {"tasks", "restore_weight", "choice_weight"}
     if unknown:
         raise ObjectiveError(
-            f"method '{EstimatorObjective.method}' takes tasks and restore_weight, "
+            f"method '{EstimatorObjective.method}' takes tasks, restore_weight and choice_weight, "
             f"got: {', '.join(sorted(unknown))}"
         )
     return EstimatorObjective(
-        _tasks_option("abair_experts_estimator", options), float(options.get("restore_weight", 0))
+        _tasks_option("abair_experts_estimator", options),
+        float(options.get("restore_weight", 0)),
+        float(options.get("choice_weight", 1)),
     )
 
 
