@@ -18,10 +18,11 @@ without it. Per seed, in ``OUT/seed<S>/``:
 - ``[scratch_]experts``: the backbone frozen, one low-rank expert per degradation trained on its own
   degradation (ABAIR Phase II), E its; ``[scratch_]estimator``: the estimator head learns to blend them
   (Phase III: cross-entropy on the degradation), S its; ``[scratch_]estimator_restore``: the same head
-  from the same experts, S its, taught the blend by the restoration loss alone;
+  from the same experts, S its, taught the blend by the restoration loss alone; ``[scratch_]experts_even``:
+  no estimator at all, the experts blended evenly (ABAIR's averaging ablation), scored without training;
 - ``<backbone>_long``: the same compute without the experts and estimator (``ram_mac_long``: MAC
   fine-tuning for F + E + S its; ``scratch_long``: plain training continued for E + S its). The best of
-  the two estimators and this is the v2 candidate, listed in ``OUT/candidates.txt``.
+  the even blend, the two estimators and this is the v2 candidate, listed in ``OUT/candidates.txt``.
 
 ``OUT/decisions.json`` records both choices with the validation PSNR they were made on. The remaining arms
 of the ablation (``--steps ablation``) test MAC's selection: ``ram_full`` / ``ram_random``, all units or a
@@ -51,14 +52,19 @@ import torch
 from PIL import Image
 
 import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
+from anyrestore.data.spec import build_dataset
+from anyrestore.devices import resolve_device
 from anyrestore.io import atomic_output, write_atomically
 from anyrestore.methods.abair.pipeline import run_phase
 from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.context_nafnet import DEGRADATIONS
 from anyrestore.models.descriptor import ModelDescriptor
+from anyrestore.models.normalize import as_unit_range
 from anyrestore.train import FINAL_WEIGHTS, recipe_from_dict
+from anyrestore.train.distributed import DistContext
 from anyrestore.train.monitor import METRICS_FILE
 from anyrestore.train.recipe import find_recipe, read_recipe_data
+from anyrestore.train.validate import validate
 
 SINGLE_TASKS = (*DEGRADATIONS, "clean")
 MIXTURES = {"blur_noise": ["blur", "noise"], "noise_jpeg": ["noise", "jpeg"]}
@@ -204,6 +210,48 @@ def run(name: str, data: dict[str, Any], folder: Path, log: dict[str, Any]) -> P
     return weights
 
 
+def blend_evenly(name: str, experts: Path, data: dict[str, Any], folder: Path, log: dict[str, Any]) -> Path:
+    """The trained experts blended evenly for every image, as ABAIR's ablation averages its adapters: the
+    estimator's last layer zeroed, so that clean and each of the seven experts get 1/8 whatever the image.
+    No training: scored on the validation sets of ``data`` as a run is, its scores in its own
+    ``metrics.jsonl``, so that it competes for the candidate like the trained steps."""
+    final = folder / FINAL_WEIGHTS
+    if not (final.exists() and last_validation(folder)):
+        print(f"== {folder.parent.name}/{name}: no training, scored on validation", flush=True)
+        start = time.perf_counter()
+        recipe = recipe_from_dict({**data, "name": f"default_v2_{name}"}, f"{name} recipe")
+        loaded = load_model(experts)  # the experts run's EMA weights
+        module = loaded.module
+        with torch.no_grad():
+            module.estimator[-1].weight.zero_()
+            module.estimator[-1].bias.zero_()
+        assert recipe.data.val is not None
+        val_sets = [
+            build_dataset(spec, data_root=recipe.data_root, train=False, seed=recipe.seed, where=f"val {i}")
+            for i, spec in enumerate(recipe.data.val.sets)
+        ]
+        device = resolve_device(recipe.device)
+        v = recipe.data.val
+        scores = validate(
+            as_unit_range(module.to(device), loaded.descriptor),
+            val_sets,
+            ctx=DistContext(device=device),
+            preset=v.preset,
+            crop_border=v.crop_border,
+            with_ssim=v.ssim,
+            multiple=loaded.descriptor.size_multiple,
+        )
+        save_model(final, loaded.descriptor, module.cpu().state_dict())
+        write_atomically(folder / METRICS_FILE, json.dumps({"kind": "val", "iter": 0, **scores}) + "\n")
+        write_atomically(folder / "wall.json", json.dumps({"seconds": time.perf_counter() - start}))
+    log[f"{folder.parent.name}/{name}"] = {
+        "iterations": 0,
+        "wall_seconds": round(json.loads((folder / "wall.json").read_text())["seconds"], 1),
+        "val": last_validation(folder),
+    }
+    return final
+
+
 def last_validation(folder: Path) -> dict[str, float]:
     """The last validation scores that a run logged."""
     last: dict[str, float] = {}
@@ -298,6 +346,9 @@ def build_seed(
         folder / f"{prefix}experts",
         log,
     )
+    even = blend_evenly(
+        f"{prefix}experts_even", experts, derive(base, 1, experts=True), folder / f"{prefix}experts_even", log
+    )
     with_adapters = run(
         f"{prefix}estimator",
         derive(
@@ -341,6 +392,7 @@ def build_seed(
         longer = derive(base, e + s, pretrained=backbones[backbone], lr=5e-4)
     without = run(f"{backbone}_long", longer, folder / f"{backbone}_long", log)
     candidates = {
+        f"{prefix}experts_even": even,
         f"{prefix}estimator": with_adapters,
         f"{prefix}estimator_restore": with_blend,
         f"{backbone}_long": without,

@@ -70,14 +70,16 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     assert set(decisions["seed0/backbone"]["validation_psnr"]) == {"ram_mac", "scratch"}
     prefix = "" if backbone == "ram_mac" else "scratch_"
     assert f"./seed0/{prefix}estimator/metrics.jsonl" in names and "./seed0/pretrain/recipe.yaml" in names
-    runs = ["pretrain", "ram_mac", "scratch", f"{prefix}experts", f"{prefix}estimator"]
-    runs += [f"{prefix}estimator_restore", f"{backbone}_long"]
+    runs = ["pretrain", "ram_mac", "scratch", f"{prefix}experts", f"{prefix}experts_even"]
+    runs += [f"{prefix}estimator", f"{prefix}estimator_restore", f"{backbone}_long"]
     assert list(log) == [f"seed0/{name}" for name in runs]
     assert log["seed0/scratch"]["iterations"] == 4  # the same compute as pretrain + ram_mac
     assert log["seed0/pretrain"]["iterations"] == log["seed0/ram_mac"]["iterations"] == 2
     assert all(entry["val"]["psnr"] > 10 for entry in log.values())
     adapters = decisions["seed0/adapters"]
+    assert log[f"seed0/{prefix}experts_even"]["iterations"] == 0
     assert set(adapters["validation_psnr"]) == {
+        f"{prefix}experts_even",
         f"{prefix}estimator",
         f"{prefix}estimator_restore",
         f"{backbone}_long",
@@ -104,6 +106,14 @@ def test_pipeline_builds_a_candidate_with_experts_and_estimator_then_skips_finis
     blend = load_model(out / "seed0" / f"{prefix}estimator_restore" / "model.safetensors").module.state_dict()
     moved = {k for k in experts if not torch.equal(experts[k], blend[k])}
     assert moved and all(k.startswith("estimator.") for k in moved)
+    # The even blend is the experts with the estimator's last layer zeroed: 1/8 each for every image.
+    even = load_model(out / "seed0" / f"{prefix}experts_even" / "model.safetensors").module
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(even.estimate(x).softmax(1), torch.full((2, 8), 1 / 8))
+    assert all(
+        torch.equal(even.state_dict()[k], experts[k]) for k in experts if not k.startswith("estimator.2")
+    )
     assert not (out / "data" / "test").exists()  # the test split is never laid out for training
 
     again = _build(photos, out, back)
@@ -118,7 +128,8 @@ def test_plain_backbone_only_skips_ram_and_the_ablation(photos, tmp_path) -> Non
     result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
     log = json.loads((out / "ablation.json").read_text())
-    names = ["scratch", "scratch_experts", "scratch_estimator", "scratch_estimator_restore", "scratch_long"]
+    names = ["scratch", "scratch_experts", "scratch_experts_even", "scratch_estimator"]
+    names += ["scratch_estimator_restore", "scratch_long"]
     assert list(log) == [f"seed0/{name}" for name in names]
     decisions = json.loads((out / "decisions.json").read_text())
     assert decisions["seed0/backbone"]["kept"] == "scratch"
