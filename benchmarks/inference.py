@@ -7,14 +7,14 @@ checkpoint is given (``--model``), so only the agreement figures, not the PSNRs,
 
 ``--big`` restores a 4000x3000 photo with PromptIR on the CPU in a child process and reports its peak
 resident memory (the limit to stay under is 8 GB). ``--default`` restores one with the embedded default
-model, in one pass and with the flips self-ensemble it recommends, each in a child process: seconds, peak
-resident memory, and the ensemble's time over one pass.
+model, in one pass and with the flips self-ensemble, each in a child process: seconds, peak resident
+memory, and the ensemble's time over one pass.
 
-``--flops`` measures the default model against its FLOP bound: FLOPs of one pass per megapixel
-(``torch.utils.flop_counter``: convolutions and matrix products; element-wise work, pooling and resampling
-are not counted), a plain float32 matmul's GFLOP/s, and the 4000x3000 restore (``--ensemble``: one pass
-or flips) timed in child processes with the code of this tree and of ``--before REV`` (``git archive``
-of its ``src``), interleaved, all in one run: achieved GFLOP/s, fraction of the bound, and the ratios.
+``--flops`` measures ``default-v1`` (the default model until v2) against its FLOP bound: FLOPs of one pass per
+megapixel (``torch.utils.flop_counter``: convolutions and matrix products; element-wise work, pooling and
+resampling are not counted), a plain float32 matmul's GFLOP/s, and the 4000x3000 restore (``--ensemble``: one
+pass or flips) timed in child processes with the code of this tree and of ``--before REV`` (``git archive`` of
+its ``src``), interleaved, all in one run: achieved GFLOP/s, fraction of the bound, and the ratios.
 
     python benchmarks/inference.py [--archs promptir,swinir,...] [--sizes 256,512] [--model FILE] [--big]
     python benchmarks/inference.py --archs none --default
@@ -115,8 +115,8 @@ def bench(args: argparse.Namespace) -> None:
 
 # Restores a 4000x3000 astronaut in a fresh process (so its peak RSS is the restore's own): argv[1] is
 # "promptir" (random weights, the clean photo), "default" (the embedded model, the photo with noise
-# sigma 15) or "default_jpeg" (the embedded model, the photo as a JPEG of quality 30: its dequantisation
-# stage and JPEG finish run), argv[2] the self-ensemble mode.
+# sigma 15) or "default_jpeg" (the embedded model, the photo as a JPEG of quality 30: v2 reads its tables
+# from the pixels; v1's dequantisation stage and JPEG finish ran), argv[2] the self-ensemble mode.
 BIG_CHILD = """
 import json, resource, sys, time, torch
 import anyrestore.models
@@ -204,7 +204,7 @@ w, h = (int(v) for v in sys.argv[3].split("x"))
 im = Image.fromarray(data.astronaut()).resize((w, h), Image.Resampling.BICUBIC)
 x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255.0
 x = (x + 15 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
-r = Restorer(resolve_model(None), device="cpu", self_ensemble=sys.argv[1])
+r = Restorer(resolve_model(sys.argv[4]), device="cpu", self_ensemble=sys.argv[1])
 start = time.perf_counter()
 y = r(x)
 seconds = time.perf_counter() - start
@@ -215,10 +215,10 @@ print(json.dumps({"seconds": seconds, "tile": r.tile, "matmul_gflops": matmul,
 
 
 def default_model_flops(width: int, height: int) -> dict[str, float]:
-    """GFLOPs of the default model's parts on the noisy ``width`` x ``height`` astronaut: the stages in
-    front of the NAFNet (run once per image, flips or not; counted on the photo itself, as some of their
-    work does not grow with its size) and one pass of the NAFNet (counted per pixel on 512 x 512, where it
-    is exactly proportional, times the photo padded to the size multiple)."""
+    """GFLOPs of default-v1's parts (the model this bound was written for) on the noisy ``width`` x ``height``
+    astronaut: the stages in front of the NAFNet (run once per image, flips or not; counted on the photo
+    itself, as some of their work does not grow with its size) and one pass of the NAFNet (counted per pixel
+    on 512 x 512, where it is exactly proportional, times the photo padded to the size multiple)."""
     from PIL import Image
     from skimage import data
     from torch.utils.flop_counter import FlopCounterMode
@@ -226,7 +226,7 @@ def default_model_flops(width: int, height: int) -> dict[str, float]:
     import anyrestore.models  # noqa: F401
     from anyrestore.models.zoo import resolve_model
 
-    loaded = resolve_model(None)
+    loaded = resolve_model("default-v1")
     model, multiple = loaded.module.eval(), loaded.descriptor.size_multiple
     im = Image.fromarray(data.astronaut()).resize((width, height), Image.Resampling.BICUBIC)
     x = torch.from_numpy(np.array(im)).permute(2, 0, 1)[None].float() / 255.0
@@ -257,6 +257,10 @@ def flops(args: argparse.Namespace) -> None:
         f"self-ensemble {args.ensemble}: {work:.0f} GFLOP; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
+    # The same file for both trees (a path: older trees name it "default"), so only the code differs.
+    from anyrestore.models.zoo import embedded_path
+
+    v1_weights = str(embedded_path("default-v1"))
     with tempfile.TemporaryDirectory() as tmp:
         before_src = Path(tmp) / "before"
         before_src.mkdir()
@@ -271,7 +275,7 @@ def flops(args: argparse.Namespace) -> None:
                     env["PYTHONPATH"] = path
                 out_file = str(Path(tmp) / f"{name}.pt")
                 done = subprocess.run(
-                    [sys.executable, "-c", FLOPS_CHILD, args.ensemble, out_file, args.photo],
+                    [sys.executable, "-c", FLOPS_CHILD, args.ensemble, out_file, args.photo, v1_weights],
                     capture_output=True,
                     text=True,
                     check=True,

@@ -18,7 +18,7 @@ from anyrestore.models import count_parameters
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument(
-        "model", help="a curve_nafnet checkpoint or path (e.g. src/anyrestore/weights/default.safetensors)"
+        "model", help="a curve_nafnet checkpoint or path (e.g. src/anyrestore/weights/default-v1.safetensors)"
     )
     parser.add_argument("out")
     parser.add_argument("--width", type=int, default=96)

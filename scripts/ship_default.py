@@ -1,47 +1,56 @@
-"""Write a trained run's weights as the embedded default model: the EMA weights only, as ``params``.
+"""Write a trained run's weights as an embedded model: the EMA weights only, as ``params``.
 
-    python scripts/ship_default.py runs/default_curve/model.safetensors   # or a checkpoint of the run
+    python scripts/ship_default.py SOURCE [--as default-v2] [--self-ensemble off|flips]
 
-Keeps the shipped file at half the size of a training file (which holds raw and EMA weights) and checks
-that the written model restores exactly as the run's EMA model does. The descriptor also records how the
-model is best run (``SHIPPED_EXTRA``): with the flips self-ensemble, which the inference layer then uses
-unless told otherwise (``--self-ensemble off``). Rerunning it on the shipped file itself only rewrites
-that record.
+``SOURCE`` is a run's ``model.safetensors`` or one of its checkpoints; ``--as`` names the embedded model
+whose file (``src/anyrestore/weights/``, :data:`anyrestore.models.zoo.EMBEDDED`) is written: ``default-v2``
+(the file ``default`` also names) or ``default-v1``. Keeps the shipped file at half the size of a training
+file (which holds raw and EMA weights) and checks that the written model restores exactly as the run's EMA
+model does. ``--self-ensemble`` records in the descriptor how the model is best run, which the inference
+layer then uses unless told otherwise: v1 was shipped with ``flips`` (averaging the NAFNet over the 4 flips
+of its input added 0.26 dB on noise sigma 25 and 0.29 dB on rain; docs/default-model.md), v2 runs in one
+pass (``off``), as it was validated and exported.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 import torch
 
 from anyrestore.models.checkpoint import load_model, save_model
+from anyrestore.models.side import side_inputs
+from anyrestore.models.zoo import EMBEDDED
 
-# Averaging the NAFNet over the 4 flips of its input (the global stages run once) adds 0.26 dB on
-# held-out noise sigma 25 and 0.29 dB on rain, about 0.05 dB on blur and JPEG; the 8 flips and
-# transpositions add more on noise (0.46 dB) but lose 3 dB on rain (transposed streaks lie across the
-# direction it was trained on). docs/default-model.md.
-SHIPPED_EXTRA = {"self_ensemble": "flips"}
-TARGET = Path(__file__).resolve().parents[1] / "src" / "anyrestore" / "weights" / "default.safetensors"
+WEIGHTS = Path(__file__).resolve().parents[1] / "src" / "anyrestore" / "weights"
 
 
-def main(source: str) -> None:
-    run = load_model(source, prefer_ema=True)
-    descriptor = dataclasses.replace(run.descriptor, extra={**run.descriptor.extra, **SHIPPED_EXTRA})
-    save_model(TARGET, descriptor, run.module)
-    shipped = load_model(TARGET)
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("source", help="a run's model.safetensors or one of its checkpoints")
+    parser.add_argument(
+        "--as", dest="name", default="default-v2", choices=sorted(set(EMBEDDED) - {"default"})
+    )
+    parser.add_argument("--self-ensemble", choices=("off", "flips"), default="off")
+    args = parser.parse_args(argv)
+    target = WEIGHTS / EMBEDDED[args.name].filename
+    run = load_model(args.source, prefer_ema=True)
+    extra = {k: v for k, v in run.descriptor.extra.items() if k != "self_ensemble"}
+    if args.self_ensemble != "off":
+        extra["self_ensemble"] = args.self_ensemble
+    save_model(target, dataclasses.replace(run.descriptor, extra=extra), run.module)
+    shipped = load_model(target)
     x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        gap = float((shipped.module(x) - run.module(x)).abs().max())
+        inputs = side_inputs(run.module, x)
+        gap = float((shipped.module(x, **inputs) - run.module(x, **inputs)).abs().max())
     if gap != 0.0:
-        raise SystemExit(f"{TARGET}: differs from {source} ({run.source}) by {gap:.2e}")
-    size = TARGET.stat().st_size
-    print(f"{TARGET}: {run.descriptor.architecture} from {source} ({run.source}), {size:,} bytes")
+        raise SystemExit(f"{target}: differs from {args.source} ({run.source}) by {gap:.2e}")
+    size = target.stat().st_size
+    print(f"{target}: {run.descriptor.architecture} from {args.source} ({run.source}), {size:,} bytes")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__.strip().splitlines()[2].strip())
-    main(sys.argv[1])
+    main()

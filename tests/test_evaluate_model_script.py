@@ -81,7 +81,7 @@ def test_clean_rows_saved_baselines_and_model_only(script, tmp_path: Path) -> No
 
     out = tmp_path / "model"
     rows = ["blur σ1", "clean", "clean grayscale"]
-    args = [*common, "--model", "default", "--rows", *rows, "--out", str(out)]
+    args = [*common, "--model", "default-v1", "--rows", *rows, "--out", str(out)]  # runs with flips
     assert script.main([*args, "--baselines-from", str(saved / "scores.json")]) == 0
     result = json.loads((out / "scores.json").read_text())["rows"]
     blur = result["blur σ1"]
@@ -96,7 +96,7 @@ def test_clean_rows_saved_baselines_and_model_only(script, tmp_path: Path) -> No
         assert math.isfinite(result[row]["scores"]["model"]["psnr"])
 
     # Model only: no baseline runs at all.
-    only = [*common, "--model", "default", "--rows", "blur σ1", "--no-baselines", "--out", str(out)]
+    only = [*common, "--model", "default-v1", "--rows", "blur σ1", "--no-baselines", "--out", str(out)]
     assert script.main(only) == 0
     scores = json.loads((out / "scores.json").read_text())["rows"]["blur σ1"]["scores"]
     assert set(scores) == {"input", "model", "model, one pass"}
@@ -106,7 +106,7 @@ def test_clean_rows_saved_baselines_and_model_only(script, tmp_path: Path) -> No
     assert script.main([*common, "--rows", "blur σ1", *halves, "--out", str(joined)]) == 0
     together = json.loads((joined / "scores.json").read_text())
     assert together["rows"]["blur σ1"]["scores"] == {**before["scores"], **scores}
-    assert together["meta"]["model"] == "default"
+    assert together["meta"]["model"] == "default-v1"
     blur = together["rows"]["blur σ1"]
     assert together["means"] == {
         "rows": 1,

@@ -178,10 +178,13 @@ def test_the_descriptor_recommends_a_self_ensemble_an_option_overrides() -> None
         Restorer(LocalNet(), _descriptor(), device="cpu", tile=0, self_ensemble="x4")
 
 
-def test_the_embedded_default_model_runs_with_flips() -> None:
+def test_each_embedded_model_runs_as_it_was_shipped() -> None:
+    """v1 was shipped to run with the flips self-ensemble (recorded in its descriptor); v2, the default,
+    runs in one pass, the computation it was validated and exported as."""
     from anyrestore.models.zoo import resolve_model
 
-    assert Restorer(resolve_model(None), device="cpu", tile=0).ensemble == "flips"
+    assert Restorer(resolve_model("default-v1"), device="cpu", tile=0).ensemble == "flips"
+    assert Restorer(resolve_model(None), device="cpu", tile=0).ensemble == "off"
 
 
 def test_self_ensemble_of_a_split_model_runs_its_global_stages_once_untransformed(

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         choices=["off", "flips", "x8"],
         help="average the outputs for flipped (flips: 4 passes) or flipped and transposed (x8) inputs; "
-        "alone means x8; default: what the model recommends (the default model: flips)",
+        "alone means x8; default: what the model recommends (default-v1: flips; the default model: off)",
     )
     parser.add_argument(
         "--channels-last", action="store_true", help="channels-last memory format (GPU speed)"

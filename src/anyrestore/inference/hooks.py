@@ -1,7 +1,7 @@
 """What a loaded model can do besides restoring: the optional analysis hooks, found one way everywhere.
 
 - ``analyze(image) -> {degradation: weight}`` on a (1, 3, H, W) image in [0, 1] on the model's device:
-  the per-image degradation mix (an ABAIR bundle's estimator; the default model's stage estimates);
+  the per-image degradation mix (an ABAIR bundle's estimator; the stage estimates of default-v1);
 - ``segment_logits(x) -> (N, S, H, W)`` with ``seg_classes`` (S names): the per-pixel map (an ABAIR
   bundle's segmentation head).
 

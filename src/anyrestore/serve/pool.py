@@ -89,14 +89,16 @@ class ModelPool:
     def _add_embedded(self) -> None:
         from anyrestore.models.zoo import DEFAULT_MODEL, EMBEDDED, embedded_path
 
+        listed_files = set()
         for name, model in sorted(EMBEDDED.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0])):
-            if name in self._entries:
-                continue
+            if name in self._entries or model.filename in listed_files:
+                continue  # already offered, or another name of a file already offered (default-v2)
             try:
                 embedded_path(name)
             except AnyRestoreError:
                 continue  # listed in the package but its weights are not installed
             self._entries[name] = ModelEntry(name, f"{name} (embedded)", model.description, name)
+            listed_files.add(model.filename)
             if name == DEFAULT_MODEL and self.default_id is None:
                 self.default_id = name
 
