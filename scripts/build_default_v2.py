@@ -52,19 +52,15 @@ import torch
 from PIL import Image
 
 import anyrestore.methods.ram.objectives  # noqa: F401  (registers ram_pretrain, ram_finetune)
-from anyrestore.data.spec import build_dataset
 from anyrestore.devices import resolve_device
 from anyrestore.io import atomic_output, write_atomically
 from anyrestore.methods.abair.pipeline import run_phase
 from anyrestore.models.checkpoint import load_model, save_model
 from anyrestore.models.context_nafnet import DEGRADATIONS
 from anyrestore.models.descriptor import ModelDescriptor
-from anyrestore.models.normalize import as_unit_range
-from anyrestore.train import FINAL_WEIGHTS, recipe_from_dict
-from anyrestore.train.distributed import DistContext
+from anyrestore.train import FINAL_WEIGHTS, recipe_from_dict, validate_recipe
 from anyrestore.train.monitor import METRICS_FILE
 from anyrestore.train.recipe import find_recipe, read_recipe_data
-from anyrestore.train.validate import validate
 
 SINGLE_TASKS = (*DEGRADATIONS, "clean")
 MIXTURES = {"blur_noise": ["blur", "noise"], "noise_jpeg": ["noise", "jpeg"]}
@@ -225,22 +221,7 @@ def blend_evenly(name: str, experts: Path, data: dict[str, Any], folder: Path, l
         with torch.no_grad():
             module.estimator[-1].weight.zero_()
             module.estimator[-1].bias.zero_()
-        assert recipe.data.val is not None
-        val_sets = [
-            build_dataset(spec, data_root=recipe.data_root, train=False, seed=recipe.seed, where=f"val {i}")
-            for i, spec in enumerate(recipe.data.val.sets)
-        ]
-        device = resolve_device(recipe.device)
-        v = recipe.data.val
-        scores = validate(
-            as_unit_range(module.to(device), loaded.descriptor),
-            val_sets,
-            ctx=DistContext(device=device),
-            preset=v.preset,
-            crop_border=v.crop_border,
-            with_ssim=v.ssim,
-            multiple=loaded.descriptor.size_multiple,
-        )
+        scores = validate_recipe(module, loaded.descriptor, recipe, device=resolve_device(recipe.device))
         save_model(final, loaded.descriptor, module.cpu().state_dict())
         write_atomically(folder / METRICS_FILE, json.dumps({"kind": "val", "iter": 0, **scores}) + "\n")
         write_atomically(folder / "wall.json", json.dumps({"seconds": time.perf_counter() - start}))

@@ -36,6 +36,7 @@ from anyrestore.train import (
     list_checkpoints,
     load_recipe,
     register_objective,
+    validate_recipe,
 )
 from anyrestore.train.runlock import RunLock
 
@@ -141,6 +142,9 @@ def test_tiny_recipe_learns_to_denoise(photos: Path, tmp_path: Path) -> None:
     loaded = load_model(result.weights)  # our checkpoints load like any other
     assert loaded.descriptor.architecture == "nafnet"
     assert loaded.descriptor.config["width"] == 8
+    # Scored after the fact on the recipe's validation sets: the run's own last figure, for its EMA.
+    recipe = _recipe(photos, "schedule.iterations=150", "schedule.warmup=10", quick=False)
+    assert validate_recipe(loaded.module, loaded.descriptor, recipe)["psnr"] == pytest.approx(last, abs=1e-6)
 
 
 def test_resume_after_sigkill_is_bitwise_exact(photos: Path, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from anyrestore.train.trainer import (
     TrainError,
     TrainResult,
 )
-from anyrestore.train.validate import validate
+from anyrestore.train.validate import validate, validate_recipe
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -69,4 +69,5 @@ __all__ = [
     "recipe_from_dict",
     "register_objective",
     "validate",
+    "validate_recipe",
 ]

@@ -3,11 +3,14 @@
 Whole images are reflect-padded to the model's size multiple and the output cropped back. Images are
 shared out over the processes and the sums gathered, so every process returns the same numbers; the
 reported mean is the mean of the per-task means (as the papers' "average" columns).
+:func:`validate_recipe` scores any weights on a recipe's validation sets exactly as its run did, after the
+fact (a run's raw weights against its EMA, weights edited without training).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -18,6 +21,10 @@ from anyrestore.evaluate import psnr, ssim
 from anyrestore.models.padding import pad_to_multiple
 from anyrestore.models.side import side_inputs
 from anyrestore.train.distributed import DistContext
+
+if TYPE_CHECKING:
+    from anyrestore.models.descriptor import ModelDescriptor
+    from anyrestore.train.recipe import Recipe
 
 
 @torch.no_grad()
@@ -73,3 +80,39 @@ def validate(
         if with_ssim:
             results["ssim"] = sum(s / n for _, s, n in merged.values()) / len(merged)
     return dict(sorted(results.items(), key=lambda kv: ("/" in kv[0], kv[0])))
+
+
+def validate_recipe(
+    model: nn.Module,
+    descriptor: ModelDescriptor,
+    recipe: Recipe,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+) -> dict[str, float]:
+    """``model`` scored on ``recipe``'s validation sets as its training run scores them: the same sets and
+    seed (so the same degraded inputs), preset, border and size multiple."""
+    from anyrestore.data.spec import build_dataset
+    from anyrestore.models.normalize import as_unit_range
+
+    v = recipe.data.val
+    if v is None:
+        raise ValueError(f"recipe {recipe.name!r} has no validation sets")
+    sets = [
+        build_dataset(
+            spec, data_root=recipe.data_root, train=False, seed=recipe.seed, where=f"data.val.sets.{i}"
+        )
+        for i, spec in enumerate(v.sets)
+    ]
+    device = torch.device(device)
+    return validate(
+        as_unit_range(model.to(device), descriptor),
+        sets,
+        ctx=DistContext(device=device),
+        preset=v.preset,
+        crop_border=v.crop_border,
+        with_ssim=v.ssim,
+        multiple=descriptor.size_multiple,
+        scale=descriptor.scale,
+        progress=progress,
+    )
