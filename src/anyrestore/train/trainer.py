@@ -63,7 +63,7 @@ from anyrestore.train.precision import Precision
 from anyrestore.train.recipe import Recipe, recipe_differences, recipe_from_dict
 from anyrestore.train.runlock import RunLock
 from anyrestore.train.schedule import LRSchedule
-from anyrestore.train.validate import validate
+from anyrestore.train.validate import recipe_val_sets, validate_recipe
 
 CHECKPOINT_DIR = "checkpoints"
 RECIPE_FILE = "recipe.yaml"
@@ -207,15 +207,7 @@ class Trainer:
         ]
         groups = [spec.group for spec in t.sets]
         source = build_source(train_sets, mix=t.mix, weights=t.weights, seed=r.seed, groups=groups)
-        val_sets = []
-        if r.data.val is not None:
-            val_sets = [
-                build_dataset(
-                    spec, data_root=r.data_root, train=False, seed=r.seed, where=f"data.val.sets.{i}"
-                )
-                for i, spec in enumerate(r.data.val.sets)
-            ]
-        return train_sets, source, val_sets
+        return train_sets, source, recipe_val_sets(r)
 
     def _build_model(self) -> tuple[nn.Module, ModelDescriptor]:
         m = self.recipe.model
@@ -414,16 +406,12 @@ class Trainer:
         return TrainResult(self.out_dir, iteration, weights, last_val)
 
     def _validate(self, s: _Session, iteration: int) -> dict[str, float]:
-        v = self.recipe.data.val
-        results = validate(
-            as_unit_range(s.ema.module if s.ema is not None else s.model, s.descriptor),
-            s.val_sets,
+        results = validate_recipe(
+            s.ema.module if s.ema is not None else s.model,
+            s.descriptor,
+            self.recipe,
             ctx=s.ctx,
-            preset=v.preset,
-            crop_border=v.crop_border,
-            with_ssim=v.ssim,
-            multiple=s.descriptor.size_multiple,
-            scale=s.descriptor.scale,
+            sets=s.val_sets,
             progress=self.progress and s.ctx.is_main,
         )
         s.monitor.log("val", iteration, results)

@@ -82,33 +82,44 @@ def validate(
     return dict(sorted(results.items(), key=lambda kv: ("/" in kv[0], kv[0])))
 
 
+def recipe_val_sets(recipe: Recipe) -> list[RestorationDataset]:
+    """``recipe``'s validation sets, built as its training run builds them (same root, seed, degradations)."""
+    from anyrestore.data.spec import build_dataset
+
+    if recipe.data.val is None:
+        return []
+    return [
+        build_dataset(
+            spec, data_root=recipe.data_root, train=False, seed=recipe.seed, where=f"data.val.sets.{i}"
+        )
+        for i, spec in enumerate(recipe.data.val.sets)
+    ]
+
+
 def validate_recipe(
     model: nn.Module,
     descriptor: ModelDescriptor,
     recipe: Recipe,
     *,
     device: str | torch.device = "cpu",
+    ctx: DistContext | None = None,
+    sets: Sequence[RestorationDataset] | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
     """``model`` scored on ``recipe``'s validation sets as its training run scores them: the same sets and
-    seed (so the same degraded inputs), preset, border and size multiple."""
-    from anyrestore.data.spec import build_dataset
+    seed (so the same degraded inputs), preset, border and size multiple. The trainer validates through
+    this too, passing its process context and the sets it built once (``sets``); after the fact,
+    ``device`` alone will do."""
     from anyrestore.models.normalize import as_unit_range
 
     v = recipe.data.val
     if v is None:
         raise ValueError(f"recipe {recipe.name!r} has no validation sets")
-    sets = [
-        build_dataset(
-            spec, data_root=recipe.data_root, train=False, seed=recipe.seed, where=f"data.val.sets.{i}"
-        )
-        for i, spec in enumerate(v.sets)
-    ]
-    device = torch.device(device)
+    ctx = ctx if ctx is not None else DistContext(device=torch.device(device))
     return validate(
-        as_unit_range(model.to(device), descriptor),
-        sets,
-        ctx=DistContext(device=device),
+        as_unit_range(model.to(ctx.device), descriptor),
+        recipe_val_sets(recipe) if sets is None else sets,
+        ctx=ctx,
         preset=v.preset,
         crop_border=v.crop_border,
         with_ssim=v.ssim,
